@@ -1,0 +1,300 @@
+//! Accounts: registration, login, access tokens, user search and push devices.
+//!
+//! Passwords are hashed with argon2id (on the blocking pool: a hash costs tens of
+//! milliseconds of CPU). Access tokens are HS256 JWTs that name the user in `sub`.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use nexus_protocol as wire;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_ms;
+use crate::domain::{DeviceToken, DisplayName, Email, Password, UserId};
+use crate::error::DomainError;
+use crate::ratelimit::KeyedLimiter;
+use crate::store::{Store, StoreError, UserRecord};
+
+/// The answer to every failed login, whatever the cause.
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// Signs and verifies access tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lifetime_secs: u64,
+}
+
+impl Tokens {
+    pub fn new(secret: &[u8], lifetime_secs: u64) -> Tokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            lifetime_secs,
+        }
+    }
+
+    pub fn issue(&self, user: &str) -> Result<String, DomainError> {
+        let iat = (now_ms() / 1000) as u64;
+        let claims = Claims {
+            sub: user.to_string(),
+            iat,
+            exp: iat + self.lifetime_secs,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(DomainError::internal)
+    }
+
+    /// The user a token names, if its signature, algorithm and expiry are valid.
+    pub fn verify(&self, token: &str) -> Result<UserId, DomainError> {
+        let unauthorized = || DomainError::Unauthorized("Unauthorized".into());
+        let data = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| unauthorized())?;
+        UserId::parse(&data.claims.sub).map_err(|_| unauthorized())
+    }
+}
+
+#[derive(Clone)]
+pub struct AccountService {
+    store: Store,
+    tokens: Tokens,
+    login_limiter: Arc<KeyedLimiter<String>>,
+}
+
+impl AccountService {
+    pub fn new(store: Store, tokens: Tokens, login_limiter: Arc<KeyedLimiter<String>>) -> Self {
+        AccountService {
+            store,
+            tokens,
+            login_limiter,
+        }
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn register(
+        &self,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<wire::AuthResponse, DomainError> {
+        let name = DisplayName::parse(name)?;
+        let email = Email::parse(email)?;
+        let password = Password::parse(password)?;
+        let hash = hash_password(password).await?;
+        let user = match self
+            .store
+            .create_user(UserId::new(), &name, &email, &hash, now_ms())
+            .await
+        {
+            Ok(u) => u,
+            Err(StoreError::Conflict) => {
+                return Err(DomainError::Conflict("email is already registered".into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.answer(&user)
+    }
+
+    /// One answer for an unknown e-mail and a wrong password; both cost one argon2 verify.
+    /// Attempts per e-mail are limited (10 a minute).
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<wire::AuthResponse, DomainError> {
+        let bad = || DomainError::Unauthorized(BAD_CREDENTIALS.into());
+        let key = email.trim().to_lowercase();
+        if let Err(wait) = self.login_limiter.check_key(&key) {
+            return Err(DomainError::TooManyAttempts {
+                retry_after_ms: wait.as_millis() as u64,
+            });
+        }
+        let user = match Email::parse(email) {
+            Ok(e) => self.store.user_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = verify_password(password.to_string(), hash).await?;
+        match user {
+            Some(u) if ok => self.answer(&u),
+            _ => Err(bad()),
+        }
+    }
+
+    fn answer(&self, user: &UserRecord) -> Result<wire::AuthResponse, DomainError> {
+        Ok(wire::AuthResponse {
+            access_token: self.tokens.issue(&user.id)?,
+            user: user.public(),
+        })
+    }
+
+    pub async fn me(&self, me: UserId) -> Result<wire::User, DomainError> {
+        self.store
+            .user_by_id(me)
+            .await?
+            .map(|u| u.public())
+            .ok_or_else(|| DomainError::Unauthorized("Unauthorized".into()))
+    }
+
+    /// People to start a conversation with: everyone but `me`, filtered by name or e-mail.
+    pub async fn search(
+        &self,
+        me: UserId,
+        term: Option<&str>,
+    ) -> Result<Vec<wire::User>, DomainError> {
+        let term = term.unwrap_or("").trim();
+        if term.chars().count() > 100 {
+            return Err(DomainError::Validation(
+                "search must be at most 100 characters".into(),
+            ));
+        }
+        Ok(self
+            .store
+            .search_users(me, term, 50)
+            .await?
+            .iter()
+            .map(UserRecord::public)
+            .collect())
+    }
+
+    pub async fn register_device(
+        &self,
+        me: UserId,
+        token: &str,
+    ) -> Result<wire::UserWithDevices, DomainError> {
+        let token = DeviceToken::parse(token)?;
+        self.store.register_device(me, &token, now_ms()).await?;
+        self.with_devices(me).await
+    }
+
+    pub async fn unregister_device(
+        &self,
+        me: UserId,
+        token: Option<&str>,
+    ) -> Result<wire::UserWithDevices, DomainError> {
+        let token = token.map(DeviceToken::parse).transpose()?;
+        self.store.unregister_device(me, token.as_ref()).await?;
+        self.with_devices(me).await
+    }
+
+    async fn with_devices(&self, me: UserId) -> Result<wire::UserWithDevices, DomainError> {
+        let user = self.me(me).await?;
+        let tokens = self.store.devices(me).await?;
+        Ok(wire::UserWithDevices {
+            id: user.id,
+            name: user.name,
+            email: user.email,
+            fcm_device_token: tokens.first().cloned(),
+            device_tokens: tokens,
+        })
+    }
+}
+
+async fn hash_password(password: Password) -> Result<String, DomainError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| DomainError::internal(anyhow::anyhow!("argon2: {e}")))
+    })
+    .await
+    .map_err(DomainError::internal)?
+}
+
+/// Verifies `password` against `hash`, or against a fixed dummy hash when there is none, so
+/// that an unknown e-mail takes as long as a wrong password.
+async fn verify_password(password: String, hash: Option<String>) -> Result<bool, DomainError> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| {
+            DUMMY
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(b"nexus-dummy-password", &salt)
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                })
+                .clone()
+        });
+        let ok = PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        ok && known
+    })
+    .await
+    .map_err(DomainError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[7u8; 32], 60)
+    }
+
+    #[test]
+    fn issued_token_verifies() {
+        let id = UserId::new();
+        let t = tokens().issue(&id.as_string()).unwrap();
+        assert_eq!(tokens().verify(&t).unwrap(), id);
+    }
+
+    #[test]
+    fn forged_expired_and_alg_none_tokens_are_refused() {
+        let id = UserId::new().as_string();
+        let other = Tokens::new(&[8u8; 32], 60).issue(&id).unwrap();
+        assert!(tokens().verify(&other).is_err(), "other secret accepted");
+
+        let old = Claims {
+            sub: id.clone(),
+            iat: 1,
+            exp: 2,
+        };
+        let expired = encode(
+            &Header::new(Algorithm::HS256),
+            &old,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert!(tokens().verify(&expired).is_err(), "expired accepted");
+
+        use base64::Engine;
+        let b64 = |d: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(format!(r#"{{"sub":"{id}","iat":1,"exp":99999999999}}"#).as_bytes())
+        );
+        assert!(tokens().verify(&none).is_err(), "alg none accepted");
+    }
+}

@@ -1,0 +1,181 @@
+//! Assembly: configuration in, a listening application out. `main` and the tests start Nexus
+//! the same way: [`Application::build`] binds the port (0 in tests) and
+//! [`Application::run_until`] serves until the given shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method};
+use rand::RngCore;
+use serde_json::Value;
+use socketioxide::socket::Sid;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::accounts::{AccountService, Tokens};
+use crate::config::Config;
+use crate::gateway::{self, Gateway};
+use crate::messaging::writer::Writer;
+use crate::messaging::{MessagingService, Outcome};
+use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
+use crate::store::{Backend, Store};
+
+/// Everything a request or socket handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub accounts: AccountService,
+    pub messaging: MessagingService,
+    pub gateway: Gateway,
+}
+
+impl AppState {
+    /// Delivers an outcome's notifications to the users' sockets, skipping the socket
+    /// `origin` where the outcome says so.
+    pub async fn fanout(&self, outcome: &Outcome, origin: Option<Sid>) {
+        self.gateway.fanout(outcome.notifications(), origin).await;
+    }
+
+    /// Fans out an outcome caused over REST and returns the acting user's own payload.
+    pub async fn answer(&self, outcome: Outcome) -> Value {
+        self.fanout(&outcome, None).await;
+        outcome.actor_payload()
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        let secret = match &config.jwt_secret {
+            Some(s) => s.clone(),
+            None => {
+                store
+                    .setting_or_insert("jwt_secret", || {
+                        let mut bytes = [0u8; 48];
+                        rand::rngs::OsRng.fill_bytes(&mut bytes);
+                        bytes.iter().map(|b| format!("{b:02x}")).collect()
+                    })
+                    .await?
+            }
+        };
+        let tokens = Tokens::new(secret.as_bytes(), config.jwt_expires_in_seconds);
+        let send_limiter = Arc::new(KeyedLimiter::per_minute(
+            config.rate_limit_messages_per_minute,
+        ));
+        let login_limiter = Arc::new(KeyedLimiter::per_minute(10));
+        spawn_shrinker(send_limiter.clone(), login_limiter.clone());
+
+        let workers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (config.database_max_connections / 2).max(1) as usize,
+        };
+        let writer = Writer::start(store.clone(), workers);
+        let accounts = AccountService::new(store.clone(), tokens, login_limiter);
+        let messaging = MessagingService::new(store.clone(), writer, send_limiter);
+
+        let (io_layer, io) = SocketIo::builder()
+            .max_payload(crate::http::MAX_BODY_BYTES as u64)
+            .ping_interval(Duration::from_secs(25))
+            .ping_timeout(Duration::from_secs(20))
+            .build_layer();
+        let state = AppState {
+            config: Arc::new(config.clone()),
+            store,
+            accounts,
+            messaging,
+            gateway: Gateway::new(io.clone(), Duration::from_secs(config.idle_timeout_seconds)),
+        };
+        gateway::register(&io, state.clone());
+
+        let router = crate::http::router()
+            .with_state(state.clone())
+            .layer(io_layer)
+            .layer(cors(config.frontend_url.as_deref()))
+            .layer(TraceLayer::new_for_http());
+
+        let addr = std::net::SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The port actually bound (useful when the configuration asked for 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then tells every socket (`FORCE_DISCONNECT
+    /// {reason: "server_shutdown"}`), stops accepting and lets requests in flight finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let gateway = self.state.gateway.clone();
+        let store = self.state.store.clone();
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            backend = store.backend().name(),
+            "nexus listening"
+        );
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                gateway.shutdown().await;
+            })
+            .await?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+fn cors(frontend_url: Option<&str>) -> CorsLayer {
+    let origin = match frontend_url.and_then(|u| u.parse::<HeaderValue>().ok()) {
+        Some(origin) => AllowOrigin::exact(origin),
+        None => AllowOrigin::list(std::iter::empty::<HeaderValue>()),
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_credentials(true)
+}

@@ -1,0 +1,194 @@
+//! Configuration: environment variables (and an optional `.env` file), with the names and
+//! defaults of DESIGN.md §2. Every variable is also a command-line flag, so `nexus --help`
+//! documents them all.
+
+use std::net::IpAddr;
+
+use clap::Parser;
+
+/// Nexus: real-time 1:1 messaging server (HTTP API + Socket.IO on one port).
+///
+/// Every option is read from the environment variable named in brackets (a `.env` file in
+/// the working directory is read first, if present); a flag given on the command line wins.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "nexus", version, about, long_about = None)]
+pub struct Config {
+    /// HTTP and Socket.IO listen port (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Listen address.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// `sqlite://FILE` (embedded, created if missing) or `postgres://…`. Migrations run at
+    /// start-up.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://nexus.db")]
+    pub database_url: String,
+
+    /// Redis URL for cluster mode. Not supported by this build yet: setting it is refused.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// HS256 secret, at least 32 bytes. Unset: a random one is generated at first start and
+    /// kept in the database, so tokens survive restarts and every node shares it.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "JWT_EXPIRES_IN_SECONDS", default_value_t = 604_800,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwt_expires_in_seconds: u64,
+
+    /// Messages one user may send per minute, across all of their sockets and REST calls.
+    #[arg(long, env = "RATE_LIMIT_MESSAGES_PER_MINUTE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_messages_per_minute: u32,
+
+    /// A socket that sends no event for this long is sent `FORCE_DISCONNECT` and closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: u64,
+
+    /// CORS origin allowed for HTTP and Socket.IO (e.g. `http://localhost:5173`).
+    #[arg(long, env = "FRONTEND_URL")]
+    pub frontend_url: Option<String>,
+
+    /// Log format: `text` or `json`. Log levels come from `RUST_LOG` (default `info`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Maximum number of database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub database_max_connections: u32,
+}
+
+/// A configuration error, reported as one line before exiting with status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `.env` (if present), the environment and the command line. `--help` and
+    /// `--version` print and exit 0; anything invalid is a one-line error.
+    pub fn load() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is a configuration error.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::Invalid(format!(".env: {e}"))),
+        }
+        let config = match Config::try_parse() {
+            Ok(c) => c,
+            Err(e) => match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    e.exit()
+                }
+                _ => {
+                    let text = e.to_string();
+                    let line = text
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("invalid configuration")
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    return Err(ConfigError::Invalid(line));
+                }
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                return Err(ConfigError::Invalid(format!(
+                    "JWT_SECRET must be at least 32 bytes (got {})",
+                    secret.len()
+                )));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "DATABASE_URL must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        if self.redis_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "REDIS_URL is set, but cluster mode (Redis adapter) is not implemented in this \
+                 build yet; unset it to run a single node"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.frontend_url {
+            if url.parse::<axum::http::HeaderValue>().is_err() || !url.starts_with("http") {
+                return Err(ConfigError::Invalid(format!(
+                    "FRONTEND_URL must be an http(s) origin, got {url:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests: given database, random port on 127.0.0.1, fixed secret.
+    pub fn for_tests(database_url: String) -> Config {
+        Config {
+            port: 0,
+            host: IpAddr::from([127, 0, 0, 1]),
+            database_url,
+            redis_url: None,
+            jwt_secret: None,
+            jwt_expires_in_seconds: 3600,
+            rate_limit_messages_per_minute: 10_000,
+            idle_timeout_seconds: 300,
+            frontend_url: None,
+            log_format: "text".into(),
+            database_max_connections: 8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        Config::for_tests("sqlite://x.db".into())
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        let mut c = base();
+        c.jwt_secret = Some("too-short".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        c.jwt_secret = Some("x".repeat(32));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused() {
+        let mut c = base();
+        c.database_url = "mysql://localhost/db".into();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::try_parse_from(["nexus"]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.database_url, "sqlite://nexus.db");
+        assert_eq!(c.jwt_expires_in_seconds, 604_800);
+        assert_eq!(c.rate_limit_messages_per_minute, 100);
+        assert_eq!(c.idle_timeout_seconds, 300);
+    }
+}

@@ -1,0 +1,281 @@
+//! Parsed domain values. Each has a `parse` constructor that is the only way to make one, so
+//! a value that exists is valid: handlers parse at the edge, the domain never re-checks.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// Why an input value was refused. The message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+macro_rules! uuid_id {
+    ($name:ident, $what:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, Invalid> {
+                Uuid::try_parse(s.trim())
+                    .map($name)
+                    .map_err(|_| Invalid(format!("{} must be a UUID", $what)))
+            }
+
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+
+            /// The canonical text form stored in the database and sent on the wire.
+            pub fn as_string(&self) -> String {
+                self.0.hyphenated().to_string()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(UserId, "user id");
+uuid_id!(MessageId, "message id");
+
+/// A lower-cased, trimmed e-mail address of plausible shape (`local@domain.tld`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_LEN: usize = 254;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim().to_lowercase();
+        let bad = || Invalid("email must be a valid e-mail address".into());
+        if s.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || domain.contains('@')
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+        {
+            return Err(bad());
+        }
+        Ok(Email(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A display name: trimmed, 1–100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Invalid("name must not be empty".into()));
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(Invalid(format!(
+                "name must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Invalid("name must not contain control characters".into()));
+        }
+        Ok(DisplayName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password: 8–256 bytes. Never logged, never stored: only its argon2id hash is.
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_LEN: usize = 8;
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.len() < Self::MIN_LEN {
+            return Err(Invalid(format!(
+                "password must be at least {} characters",
+                Self::MIN_LEN
+            )));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(Invalid(format!(
+                "password must be at most {} bytes",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Password(s.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Message content: not blank, at most [`MessageBody::MAX_CHARS`] characters. Kept as sent
+/// (no trimming): whitespace inside a message is the sender's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody(String);
+
+impl MessageBody {
+    pub const MAX_CHARS: usize = 10_000;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.trim().is_empty() {
+            return Err(Invalid("content must not be empty".into()));
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(Invalid(format!(
+                "content must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(MessageBody(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The client's idempotency key for a send (`clientMessageId` over REST, `tempId` on the
+/// socket): 1–128 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientMessageId(String);
+
+impl ClientMessageId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(char::is_control) {
+            return Err(Invalid(format!(
+                "client message id must be 1-{} printable characters",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(ClientMessageId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A push device token (FCM registration token or Web Push endpoint): 1–4096 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    pub const MAX_LEN: usize = 4096;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(char::is_whitespace) {
+            return Err(Invalid(format!(
+                "deviceToken must be 1-{} characters without spaces",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(DeviceToken(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn email_is_normalised() {
+        assert_eq!(
+            Email::parse("  Ada@Example.ORG ").unwrap().as_str(),
+            "ada@example.org"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@x.org",
+            "a@b",
+            "a b@x.org",
+            "a@@x.org",
+            "a@x.org.",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn message_body_limits() {
+        assert!(MessageBody::parse("").is_err());
+        assert!(MessageBody::parse(" \n\t").is_err());
+        assert!(MessageBody::parse(&"é".repeat(MessageBody::MAX_CHARS)).is_ok());
+        assert!(MessageBody::parse(&"a".repeat(MessageBody::MAX_CHARS + 1)).is_err());
+        assert_eq!(MessageBody::parse(" hi ").unwrap().as_str(), " hi ");
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert!(UserId::parse("not-a-uuid").is_err());
+        assert!(MessageId::parse("").is_err());
+        let id = UserId::new();
+        assert_eq!(UserId::parse(&id.as_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn password_debug_hides_it() {
+        let p = Password::parse("correct horse").unwrap();
+        assert_eq!(format!("{p:?}"), "Password(***)");
+        assert!(Password::parse("short").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_body_roundtrips(s in "\\PC{1,200}") {
+            match MessageBody::parse(&s) {
+                Ok(b) => prop_assert_eq!(b.as_str(), s.as_str()),
+                Err(_) => prop_assert!(s.trim().is_empty()),
+            }
+        }
+
+        #[test]
+        fn email_parse_is_idempotent(local in "[a-z0-9.]{1,20}", domain in "[a-z]{1,10}\\.[a-z]{2,5}") {
+            let e = Email::parse(&format!("{local}@{domain}")).unwrap();
+            prop_assert_eq!(Email::parse(e.as_str()).unwrap(), e);
+        }
+    }
+}

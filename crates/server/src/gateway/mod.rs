@@ -1,0 +1,128 @@
+//! The Socket.IO gateway: namespace `/ws` on socketioxide (DESIGN.md §4).
+//!
+//! A socket authenticates at connect (`auth.token` or `Authorization: Bearer`), joins its
+//! user's room and from then on sends events that [`handlers`] decode and pass to the
+//! messaging domain; the outcomes are fanned out to user rooms here. Presence, typing and
+//! idle time are gateway concerns and live in [`presence`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_protocol::events::{self, ForceDisconnect, NAMESPACE};
+use serde_json::Value;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Sid;
+use socketioxide::SocketIo;
+
+use crate::app::AppState;
+use crate::domain::UserId;
+use crate::messaging::notify::Notification;
+
+mod handlers;
+pub mod presence;
+
+use presence::{Presence, Typing};
+
+/// The room every socket of a user joins.
+pub fn user_room(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// The gateway's shared part: the Socket.IO handle plus presence and typing state.
+#[derive(Clone)]
+pub struct Gateway {
+    io: SocketIo,
+    idle_timeout: Duration,
+    presence: Arc<Presence>,
+    typing: Arc<Typing>,
+}
+
+impl Gateway {
+    pub fn new(io: SocketIo, idle_timeout: Duration) -> Gateway {
+        Gateway {
+            io,
+            idle_timeout,
+            presence: Arc::new(Presence::default()),
+            typing: Arc::new(Typing::default()),
+        }
+    }
+
+    /// Emits each notification to its user's room, leaving out `origin` where asked.
+    pub async fn fanout(&self, notifications: Vec<Notification>, origin: Option<Sid>) {
+        let Some(ns) = self.io.of(NAMESPACE) else {
+            return;
+        };
+        for n in notifications {
+            let mut op = ns.clone().to(user_room(&n.user_id));
+            if let (false, Some(origin)) = (n.to_origin, origin) {
+                op = op.except(origin);
+            }
+            if let Err(e) = op.emit(n.event, &n.payload).await {
+                tracing::warn!(error = %e, event = n.event, "fan-out failed");
+            }
+        }
+    }
+
+    /// Emits one event to every socket of `user`.
+    pub async fn emit_to_user(&self, user: &str, event: &'static str, payload: &Value) {
+        if let Some(ns) = self.io.of(NAMESPACE) {
+            if let Err(e) = ns.to(user_room(user)).emit(event, payload).await {
+                tracing::warn!(error = %e, event, "emit failed");
+            }
+        }
+    }
+
+    /// Tells every socket the server is going away, then closes them.
+    pub async fn shutdown(&self) {
+        if let Some(ns) = self.io.of(NAMESPACE) {
+            let bye = ForceDisconnect {
+                reason: "server_shutdown".into(),
+            };
+            let _ = ns.emit(events::FORCE_DISCONNECT, &bye).await;
+        }
+        // Let the goodbye reach the clients before the transports close.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.io.close().await;
+    }
+
+    pub fn online_users(&self) -> Vec<String> {
+        self.presence.online()
+    }
+}
+
+/// Registers the `/ws` namespace.
+pub fn register(io: &SocketIo, state: AppState) {
+    let auth_state = state.clone();
+    let auth = async move |s: SocketRef, TryData(auth): TryData<Value>| {
+        authenticate(&auth_state, &s, auth.ok())
+    };
+    let connect = async move |s: SocketRef| handlers::on_connect(state, s).await;
+    io.ns(NAMESPACE, connect.with(auth));
+}
+
+/// Connect middleware: a missing, forged or expired token refuses the connection with
+/// `connect_error` "Unauthorized".
+fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<(), &'static str> {
+    let from_auth = auth
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(|t| t.trim_start_matches("Bearer ").to_string());
+    let from_header = || {
+        s.req_parts()
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    };
+    let token = from_auth.or_else(from_header).ok_or("Unauthorized")?;
+    let user: UserId = state
+        .accounts
+        .tokens()
+        .verify(&token)
+        .map_err(|_| "Unauthorized")?;
+    s.extensions.insert(user);
+    Ok(())
+}

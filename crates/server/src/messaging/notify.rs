@@ -1,0 +1,216 @@
+//! Who must hear of an [`Outcome`], with which event and payload (DESIGN.md §4). Both
+//! transports use this: the gateway fans the notifications out to user rooms, and the REST
+//! API answers with the acting user's own payload and fans out the rest.
+
+use nexus_protocol::events::{
+    self, DeliveredUpdate, IncomingMessage, MessageDeleted, MessageEdited, MessageSent, ReadUpdate,
+    DELETED_CONTENT,
+};
+use serde_json::Value;
+
+use super::{Outcome, ReceiptKind, Sent};
+use crate::clock::iso;
+
+/// One event for every socket of one user.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub user_id: String,
+    pub event: &'static str,
+    pub payload: Value,
+    /// `false`: skip the socket the request came from (it gets its own answer instead).
+    pub to_origin: bool,
+}
+
+impl Sent {
+    /// `MESSAGE_SENT`: the sender's acknowledgement, correlated by the client's `tempId`.
+    pub fn ack(&self) -> MessageSent {
+        let temp_id = self
+            .message
+            .as_ref()
+            .and_then(|m| m.row.client_message_id.clone());
+        MessageSent {
+            message_id: temp_id.unwrap_or_else(|| self.message_id.clone()),
+            db_message_id: self.message_id.clone(),
+            timestamp: iso(self.created_at),
+            seq: self.sender_seq,
+        }
+    }
+}
+
+impl Outcome {
+    /// Every notification this outcome causes. Retries and repeated receipts cause none.
+    pub fn notifications(&self) -> Vec<Notification> {
+        let note = |user_id: &str, event, payload: Value, to_origin| Notification {
+            user_id: user_id.to_string(),
+            event,
+            payload,
+            to_origin,
+        };
+        match self {
+            Outcome::Sent(sent) => {
+                let (Some(message), false) = (&sent.message, sent.duplicate) else {
+                    return Vec::new();
+                };
+                let r = &message.row;
+                let incoming = |viewer: &str| {
+                    to_value(&IncomingMessage {
+                        message: message.to_wire(viewer),
+                        temp_id: r.client_message_id.clone(),
+                    })
+                };
+                vec![
+                    note(
+                        &r.receiver_id,
+                        events::NEW_MESSAGE,
+                        incoming(&r.receiver_id),
+                        true,
+                    ),
+                    note(
+                        &r.sender_id,
+                        events::NEW_MESSAGE,
+                        incoming(&r.sender_id),
+                        false,
+                    ),
+                ]
+            }
+            Outcome::Edited {
+                message_id,
+                sender_id,
+                receiver_id,
+                content,
+                edited_at,
+                seqs,
+            } => {
+                let payload = |seq| {
+                    to_value(&MessageEdited {
+                        id: message_id.clone(),
+                        content: content.clone(),
+                        is_edited: true,
+                        edited_at: iso(*edited_at),
+                        timestamp: iso(*edited_at),
+                        seq,
+                    })
+                };
+                vec![
+                    note(
+                        sender_id,
+                        events::MESSAGE_EDITED,
+                        payload(seqs.sender),
+                        true,
+                    ),
+                    note(
+                        receiver_id,
+                        events::MESSAGE_EDITED,
+                        payload(seqs.receiver),
+                        true,
+                    ),
+                ]
+            }
+            Outcome::Deleted {
+                message_id,
+                sender_id,
+                receiver_id,
+                deleted_at,
+                seqs,
+            } => {
+                let payload = |seq| {
+                    to_value(&MessageDeleted {
+                        id: message_id.clone(),
+                        deleted_at: iso(*deleted_at),
+                        content: DELETED_CONTENT.to_string(),
+                        timestamp: iso(*deleted_at),
+                        seq,
+                    })
+                };
+                vec![
+                    note(
+                        sender_id,
+                        events::MESSAGE_DELETED,
+                        payload(seqs.sender),
+                        true,
+                    ),
+                    note(
+                        receiver_id,
+                        events::MESSAGE_DELETED,
+                        payload(seqs.receiver),
+                        true,
+                    ),
+                ]
+            }
+            Outcome::Receipt { seqs: None, .. } => Vec::new(),
+            Outcome::Receipt {
+                kind,
+                sender_id,
+                receiver_id,
+                seqs: Some(seqs),
+                ..
+            } => {
+                let event = match kind {
+                    ReceiptKind::Delivered => events::MESSAGE_DELIVERED_UPDATE,
+                    ReceiptKind::Read => events::MESSAGE_READ_UPDATE,
+                };
+                // The sender is told; the receiver's sockets hear it too, so their other
+                // devices clear the unread mark and their `seq` stream has no hole.
+                vec![
+                    note(sender_id, event, self.receipt_payload(seqs.sender), true),
+                    note(
+                        receiver_id,
+                        event,
+                        self.receipt_payload(seqs.receiver),
+                        true,
+                    ),
+                ]
+            }
+        }
+    }
+
+    /// The payload the acting user gets back (REST answer, Socket.IO acknowledgement).
+    pub fn actor_payload(&self) -> Value {
+        match self {
+            Outcome::Sent(sent) => to_value(&sent.ack()),
+            Outcome::Edited { .. } | Outcome::Deleted { .. } => self
+                .notifications()
+                .into_iter()
+                .next()
+                .map(|n| n.payload)
+                .unwrap_or(Value::Null),
+            Outcome::Receipt { seqs, .. } => {
+                self.receipt_payload(seqs.map(|s| s.receiver).unwrap_or(0))
+            }
+        }
+    }
+
+    /// `MESSAGE_DELIVERED_UPDATE` / `MESSAGE_READ_UPDATE` with `seq` of one recipient (0 when
+    /// the receipt already existed and so changed nothing).
+    fn receipt_payload(&self, seq: i64) -> Value {
+        let Outcome::Receipt {
+            kind,
+            message_id,
+            receiver_id,
+            at,
+            ..
+        } = self
+        else {
+            return Value::Null;
+        };
+        match kind {
+            ReceiptKind::Delivered => to_value(&DeliveredUpdate {
+                message_id: message_id.clone(),
+                user_id: receiver_id.clone(),
+                delivered_at: iso(*at),
+                seq,
+            }),
+            ReceiptKind::Read => to_value(&ReadUpdate {
+                message_id: message_id.clone(),
+                user_id: receiver_id.clone(),
+                read_at: iso(*at),
+                timestamp: iso(*at),
+                seq,
+            }),
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}

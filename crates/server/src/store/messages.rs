@@ -1,0 +1,271 @@
+//! Reading messages, conversations and the change log.
+
+use std::collections::HashMap;
+
+use sqlx::AnyConnection;
+
+use super::rows::{MessageRow, ReceiptRow, MESSAGE_SELECT};
+use super::{placeholders, Store, StoreError, StoredMessage};
+use crate::clock::Millis;
+use crate::domain::{MessageId, UserId};
+
+/// One entry of a user's change log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub kind: String,
+    pub message_id: String,
+    pub actor_id: String,
+    pub at: Millis,
+}
+
+/// One conversation of a user: the other party, the last message, how many unread.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    pub other_id: String,
+    pub last: StoredMessage,
+    pub unread: i64,
+}
+
+/// Where a message sits: its history position and its two parties (which never change).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessagePlace {
+    pub pos: i64,
+    pub sender_id: String,
+    pub receiver_id: String,
+}
+
+/// Loads the messages with the given ids (any order; missing ids are skipped), receipts
+/// included, in `pos` order.
+pub(crate) async fn messages_by_ids(
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<Vec<StoredMessage>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{MESSAGE_SELECT} WHERE m.id IN ({}) ORDER BY m.pos",
+        placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query_as::<_, MessageRow>(&sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    with_receipts(conn, rows).await
+}
+
+/// Attaches read and delivery receipts to message rows, keeping their order.
+async fn with_receipts(
+    conn: &mut AnyConnection,
+    rows: Vec<MessageRow>,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let list = placeholders(1, ids.len());
+    let mut receipts: HashMap<String, (Vec<_>, Vec<_>)> = HashMap::new();
+    for (table, column, is_read) in [
+        ("read_receipts", "read_at", true),
+        ("delivery_receipts", "delivered_at", false),
+    ] {
+        let sql = format!(
+            "SELECT message_id, user_id, {column} AS at FROM {table} \
+             WHERE message_id IN ({list}) ORDER BY {column}, user_id"
+        );
+        let mut q = sqlx::query_as::<_, ReceiptRow>(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let entry = receipts.entry(r.message_id).or_default();
+            let list = if is_read { &mut entry.0 } else { &mut entry.1 };
+            list.push((r.user_id, r.at));
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let (reads, deliveries) = receipts.remove(&row.id).unwrap_or_default();
+            StoredMessage {
+                row,
+                reads,
+                deliveries,
+            }
+        })
+        .collect())
+}
+
+impl Store {
+    pub async fn message_place(&self, id: MessageId) -> Result<Option<MessagePlace>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT pos, sender_id, receiver_id FROM messages WHERE id = $1")
+                .bind(id.as_string())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    pub async fn messages_by_ids(&self, ids: &[String]) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        messages_by_ids(&mut conn, ids).await
+    }
+
+    /// Up to `limit` messages between `me` and `other` older than position `before`
+    /// (newest first from the database, returned oldest first).
+    pub async fn conversation_page(
+        &self,
+        me: UserId,
+        other: UserId,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let sql = format!(
+            "{MESSAGE_SELECT} WHERE ((m.sender_id = $1 AND m.receiver_id = $2) \
+             OR (m.sender_id = $2 AND m.receiver_id = $1)) AND m.pos < $3 \
+             ORDER BY m.pos DESC LIMIT $4"
+        );
+        let mut conn = self.read.acquire().await?;
+        let mut rows = sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(me.as_string())
+            .bind(other.as_string())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.reverse();
+        with_receipts(&mut conn, rows).await
+    }
+
+    /// Every conversation of `me`, most recent first.
+    pub async fn conversations(&self, me: UserId) -> Result<Vec<ConversationRow>, StoreError> {
+        let me = me.as_string();
+        let mut conn = self.read.acquire().await?;
+        let last: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT other_id, MAX(pos) AS last_pos FROM ( \
+               SELECT receiver_id AS other_id, pos FROM messages WHERE sender_id = $1 \
+               UNION ALL \
+               SELECT sender_id AS other_id, pos FROM messages WHERE receiver_id = $1 \
+             ) AS t GROUP BY other_id ORDER BY last_pos DESC",
+        )
+        .bind(&me)
+        .fetch_all(&mut *conn)
+        .await?;
+        let unread: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+            "SELECT m.sender_id, COUNT(*) FROM messages m \
+             WHERE m.receiver_id = $1 AND m.deleted_at IS NULL AND NOT EXISTS ( \
+               SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $1) \
+             GROUP BY m.sender_id",
+        )
+        .bind(&me)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        if last.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "{MESSAGE_SELECT} WHERE m.pos IN ({}) ORDER BY m.pos DESC",
+            placeholders(1, last.len())
+        );
+        let mut q = sqlx::query_as::<_, MessageRow>(&sql);
+        for (_, pos) in &last {
+            q = q.bind(*pos);
+        }
+        let rows = q.fetch_all(&mut *conn).await?;
+        let messages = with_receipts(&mut conn, rows).await?;
+        Ok(messages
+            .into_iter()
+            .map(|m| {
+                let other_id = if m.row.sender_id == me {
+                    m.row.receiver_id.clone()
+                } else {
+                    m.row.sender_id.clone()
+                };
+                ConversationRow {
+                    unread: unread.get(&other_id).copied().unwrap_or(0),
+                    other_id,
+                    last: m,
+                }
+            })
+            .collect())
+    }
+
+    /// The brief's catch-up: messages of `me` created, edited, deleted or read (by either
+    /// party) after `since`, in history order, at most `limit`.
+    pub async fn messages_changed_since(
+        &self,
+        me: UserId,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let sql = format!(
+            "{MESSAGE_SELECT} WHERE (m.sender_id = $1 OR m.receiver_id = $1) AND ( \
+               m.created_at > $2 OR m.edited_at > $2 OR m.deleted_at > $2 \
+               OR EXISTS (SELECT 1 FROM read_receipts rr \
+                          WHERE rr.message_id = m.id AND rr.read_at > $2)) \
+             ORDER BY m.pos LIMIT $3"
+        );
+        let mut conn = self.read.acquire().await?;
+        let rows = sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(me.as_string())
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        with_receipts(&mut conn, rows).await
+    }
+
+    /// `me`'s changes after `since`, in order, at most `limit`.
+    pub async fn changes_since(
+        &self,
+        me: UserId,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<ChangeRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, kind, message_id, actor_id, at FROM changes \
+             WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(me.as_string())
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The users `me` shares a conversation with.
+    pub async fn partners(&self, me: UserId) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT receiver_id FROM messages WHERE sender_id = $1 \
+             UNION SELECT sender_id FROM messages WHERE receiver_id = $1",
+        )
+        .bind(me.as_string())
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The last sequence number allocated to `me` (0 when nothing happened yet).
+    pub async fn current_seq(&self, me: UserId) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM user_seqs WHERE user_id = $1")
+                .bind(me.as_string())
+                .fetch_optional(&self.read)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Earlier contents of a message, oldest first (empty once it is deleted).
+    pub async fn edit_history(&self, id: MessageId) -> Result<Vec<(String, Millis)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT content, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id.as_string())
+        .fetch_all(&self.read)
+        .await?)
+    }
+}

@@ -1,0 +1,197 @@
+//! Persistence on SQLite or PostgreSQL, chosen by `DATABASE_URL` at start-up.
+//!
+//! One implementation serves both backends through sqlx's `Any` driver: every statement is
+//! written in the SQL both engines accept (`$N` placeholders, `ON CONFLICT`, `RETURNING`,
+//! integer times and flags), so there is one copy of each query, not two that drift apart.
+//! Where the engines really differ (row locks, connection set-up, DDL) [`Backend`] says which
+//! one we talk to, and each backend has its own migrations folder with the same versions.
+//!
+//! Writes go through a separate pool: on SQLite it has exactly one connection (SQLite has one
+//! writer anyway, and a single writer never meets `SQLITE_BUSY`); reads use the other pool and,
+//! with WAL, never wait for the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+mod messages;
+mod rows;
+mod users;
+pub mod writes;
+
+pub use rows::{MessageRow, StoredMessage};
+pub use users::UserRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+/// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
+/// turn into a domain answer (409, dedup); everything else is unexpected.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated")]
+    Conflict,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// The one place where a unique violation becomes a `Conflict`.
+    pub fn from_insert(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+impl Store {
+    /// Connects, configures the connections and runs the backend's migrations.
+    pub async fn connect(database_url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if database_url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(database_url))
+        } else {
+            (Backend::Postgres, database_url.to_string())
+        };
+        let options = AnyConnectOptions::from_str(&url)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+
+        let pool_options = || {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL: readers never block the writer. synchronous=FULL: a commit is
+                            // on disk before it is acknowledged (DESIGN.md §6); group commit
+                            // pays for the fsync. busy_timeout: a second process (or a
+                            // checkpoint) makes us wait, not fail.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let (read_max, write_max) = match backend {
+            Backend::Sqlite => (max_connections.max(2), 1),
+            Backend::Postgres => (
+                max_connections.div_ceil(2).max(1),
+                (max_connections / 2).max(1),
+            ),
+        };
+        let write = pool_options()
+            .max_connections(write_max)
+            .connect_with(options.clone())
+            .await?;
+        let store = Store {
+            backend,
+            read: write.clone(),
+            write,
+        };
+        store.migrate().await?;
+        let read = pool_options()
+            .max_connections(read_max)
+            .connect_with(options)
+            .await?;
+        Ok(Store { read, ..store })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.write)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.write)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+    }
+
+    /// The value stored under `key`, inserting `make()` first if there is none. Safe when
+    /// several nodes start at once: the first insert wins and everyone reads it back.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(make())
+        .execute(&self.write)
+        .await?;
+        let value: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(value)
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// `sqlite://nexus.db` → a URL that creates the file when missing.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// `$from, $from+1, …` for `n` values: the placeholders of an `IN (…)` list.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

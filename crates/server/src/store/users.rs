@@ -1,0 +1,164 @@
+//! Accounts and push devices.
+
+use nexus_protocol as wire;
+
+use super::{Store, StoreError};
+use crate::clock::Millis;
+use crate::domain::{DeviceToken, DisplayName, Email, UserId};
+
+/// A user as stored, including the password hash. Never sent anywhere: [`UserRecord::public`]
+/// is what leaves the server.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+}
+
+impl UserRecord {
+    pub fn public(&self) -> wire::User {
+        wire::User {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// Inserts a user and their change counter. `Conflict` when the e-mail is taken.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn create_user(
+        &self,
+        id: UserId,
+        name: &DisplayName,
+        email: &Email,
+        password_hash: &str,
+        now: Millis,
+    ) -> Result<UserRecord, StoreError> {
+        let id = id.as_string();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, name, email, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(name.as_str())
+        .bind(email.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_insert)?;
+        sqlx::query("INSERT INTO user_seqs (user_id, seq) VALUES ($1, 0)")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UserRecord {
+            id,
+            name: name.as_str().to_string(),
+            email: email.as_str().to_string(),
+            password_hash: password_hash.to_string(),
+        })
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, email, password_hash FROM users WHERE email = $1")
+                .bind(email.as_str())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name, email, password_hash FROM users WHERE id = $1")
+                .bind(id.as_string())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    /// Users other than `me` whose name or e-mail contains `term` (case-insensitive), by name.
+    pub async fn search_users(
+        &self,
+        me: UserId,
+        term: &str,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let escaped = term
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        Ok(sqlx::query_as(
+            "SELECT id, name, email, password_hash FROM users \
+             WHERE id <> $1 AND (LOWER(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\') \
+             ORDER BY LOWER(name), id LIMIT $3",
+        )
+        .bind(me.as_string())
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Registers a device token for `user`. A token already registered to someone else moves
+    /// to `user` (the device changed hands); re-registering refreshes its time.
+    pub async fn register_device(
+        &self,
+        user: UserId,
+        token: &DeviceToken,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO push_devices (token, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, \
+             created_at = excluded.created_at",
+        )
+        .bind(token.as_str())
+        .bind(user.as_string())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes one of `user`'s tokens, or all of them when `token` is `None`.
+    pub async fn unregister_device(
+        &self,
+        user: UserId,
+        token: Option<&DeviceToken>,
+    ) -> Result<(), StoreError> {
+        match token {
+            Some(t) => {
+                sqlx::query("DELETE FROM push_devices WHERE user_id = $1 AND token = $2")
+                    .bind(user.as_string())
+                    .bind(t.as_str())
+                    .execute(&self.write)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM push_devices WHERE user_id = $1")
+                    .bind(user.as_string())
+                    .execute(&self.write)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// `user`'s device tokens, most recently registered first.
+    pub async fn devices(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT token FROM push_devices WHERE user_id = $1 ORDER BY created_at DESC, token",
+        )
+        .bind(user.as_string())
+        .fetch_all(&self.read)
+        .await?)
+    }
+}
