@@ -80,7 +80,7 @@ pub struct Sent {
     pub receiver_seq: Option<i64>,
     pub duplicate: bool,
     /// The message as stored (filled in by the writer before commit).
-    pub message: Option<StoredMessage>,
+    pub message: Option<Box<StoredMessage>>,
 }
 
 /// What a command did, for the transports to deliver.

@@ -152,7 +152,7 @@ async fn apply_batch(
         .collect();
     for r in results.iter_mut() {
         if let Ok(Outcome::Sent(s)) = r {
-            s.message = loaded.get(&s.message_id).cloned();
+            s.message = loaded.get(&s.message_id).cloned().map(Box::new);
         }
     }
     tx.commit().await?;

@@ -1,0 +1,13 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! HTTP-level specification of Nexus: every test talks to the real application on a random
+//! port, and every `on_both_backends!` test runs once on SQLite and once on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod durability;
+mod messages;
+mod receipts;
+mod startup;
+mod sync;
