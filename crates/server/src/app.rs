@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Method};
 use rand::RngCore;
 use serde_json::Value;
-use socketioxide::socket::Sid;
+use socketioxide::extract::SocketRef;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -36,7 +36,7 @@ pub struct AppState {
 impl AppState {
     /// Delivers an outcome's notifications to the users' sockets, skipping the socket
     /// `origin` where the outcome says so.
-    pub async fn fanout(&self, outcome: &Outcome, origin: Option<Sid>) {
+    pub async fn fanout(&self, outcome: &Outcome, origin: Option<&SocketRef>) {
         self.gateway.fanout(outcome.notifications(), origin).await;
     }
 

@@ -26,6 +26,10 @@ macro_rules! uuid_id {
                 $name(Uuid::now_v7())
             }
 
+            pub fn as_u128(&self) -> u128 {
+                self.0.as_u128()
+            }
+
             /// The canonical text form stored in the database and sent on the wire.
             pub fn as_string(&self) -> String {
                 self.0.hyphenated().to_string()

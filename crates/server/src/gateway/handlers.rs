@@ -1,8 +1,13 @@
 //! Socket handlers: decode an event, call the domain, answer and fan out. No rule lives
 //! here; every refusal comes from the domain (or from decoding) as one `ERROR` event.
+//!
+//! Each socket has one task that takes its events in arrival order. State changes are
+//! queued with the domain in that order (so a client's messages are stored in the order it
+//! sent them) and their commits are awaited concurrently, so a client may have many sends
+//! in flight. The same task closes the socket after `IDLE_TIMEOUT_SECONDS` of silence.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 
 use nexus_protocol::events::{
     self, ConnectionSuccess, EditMessage, ErrorEvent, ForceDisconnect, HealthResponse, MessageRef,
@@ -11,6 +16,7 @@ use nexus_protocol::events::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::presence::TYPING_TTL;
@@ -19,23 +25,21 @@ use crate::app::AppState;
 use crate::clock::{iso, now_ms};
 use crate::domain::UserId;
 use crate::error::DomainError;
-use crate::messaging::{Outcome, ReceiptKind};
+use crate::messaging::{Outcome, Pending, ReceiptKind};
 
-/// When the socket last sent an event, in milliseconds after `base`.
-struct Activity {
-    base: Instant,
-    last_ms: AtomicU64,
+/// Events a socket may have waiting before it is told to slow down.
+const QUEUE: usize = 1024;
+
+struct Incoming {
+    event: String,
+    data: Option<Value>,
+    ack: AckSender,
 }
 
-impl Activity {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.base + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
+/// How an event is answered: now, or after a commit.
+enum Reply {
+    Now(Result<Value, DomainError>),
+    Later(Pin<Box<dyn Future<Output = Result<Value, DomainError>> + Send>>),
 }
 
 pub(super) async fn on_connect(state: AppState, s: SocketRef) {
@@ -54,25 +58,26 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
             timestamp: iso(now_ms()),
         },
     );
-
-    let activity = Arc::new(Activity {
-        base: Instant::now(),
-        last_ms: AtomicU64::new(0),
-    });
-    tokio::spawn(watch_idle(state.clone(), s.clone(), activity.clone()));
-
     if state.gateway.presence.connect(&user_id) {
         announce_presence(&state, &user_id, PresenceStatus::Online).await;
     }
 
-    let st = state.clone();
+    let (queue, events) = mpsc::channel::<Incoming>(QUEUE);
+    tokio::spawn(serve(state.clone(), s.clone(), user, events));
+    // Called in arrival order: only queue here, so the order is kept.
     s.on_fallback(
-        async move |s: SocketRef,
-                    Event(event): Event,
-                    TryData(data): TryData<Value>,
-                    ack: AckSender| {
-            activity.touch();
-            dispatch(&st, &s, user, &event, data.ok(), ack).await;
+        move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
+            if let Err(mpsc::error::TrySendError::Full(inc)) = queue.try_send(Incoming {
+                event,
+                data: data.ok(),
+                ack,
+            }) {
+                let busy = DomainError::TooManyAttempts {
+                    retry_after_ms: 1000,
+                };
+                refuse(&s, inc.ack, &inc.event, busy, temp_id(inc.data.as_ref()));
+            }
+            async {}
         },
     );
     s.on_disconnect(async move |_s: SocketRef| {
@@ -82,29 +87,58 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
     });
 }
 
-/// Closes the socket after `IDLE_TIMEOUT_SECONDS` without a client event.
-async fn watch_idle(state: AppState, s: SocketRef, activity: Arc<Activity>) {
-    let timeout = state.gateway.idle_timeout;
+/// The socket's task: its events in order, and the idle timeout.
+async fn serve(state: AppState, s: SocketRef, user: UserId, mut events: mpsc::Receiver<Incoming>) {
+    let idle = state.gateway.idle_timeout;
+    let mut deadline = Instant::now() + idle;
     loop {
-        let deadline = activity.last() + timeout;
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep_until(deadline).await;
-        if !s.connected() {
-            return;
+        tokio::select! {
+            incoming = events.recv() => {
+                let Some(inc) = incoming else { return }; // the socket is gone
+                deadline = Instant::now() + idle;
+                let temp_id = temp_id(inc.data.as_ref());
+                match dispatch(&state, &s, user, &inc.event, inc.data).await {
+                    Reply::Now(result) => respond(&s, inc.ack, &inc.event, result, temp_id),
+                    Reply::Later(commit) => {
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            let result = commit.await;
+                            respond(&s, inc.ack, &inc.event, result, temp_id);
+                        });
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = s.emit(events::FORCE_DISCONNECT, &ForceDisconnect { reason: "idle_timeout".into() });
+                tracing::debug!(sid = %s.id, "idle timeout");
+                // Let the goodbye be written before the transport closes.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let _ = s.clone().disconnect();
+                return;
+            }
         }
     }
-    let _ = s.emit(
-        events::FORCE_DISCONNECT,
-        &ForceDisconnect {
-            reason: "idle_timeout".into(),
-        },
-    );
-    tracing::debug!(sid = %s.id, "idle timeout");
-    // Give the goodbye a moment to be written before the transport closes.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let _ = s.disconnect();
+}
+
+fn temp_id(data: Option<&Value>) -> Option<String> {
+    data.and_then(|d| d.get("tempId"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn respond(
+    s: &SocketRef,
+    ack: AckSender,
+    event: &str,
+    result: Result<Value, DomainError>,
+    temp_id: Option<String>,
+) {
+    match result {
+        Ok(answer) => {
+            let _ = ack.send(&answer);
+        }
+        Err(e) => refuse(s, ack, event, e, temp_id),
+    }
 }
 
 /// Tells the users who share a conversation with `user` that they came or went.
@@ -117,12 +151,11 @@ async fn announce_presence(state: &AppState, user: &str, status: PresenceStatus)
             return;
         }
     };
-    let update = serde_json::to_value(PresenceUpdate {
+    let update = to_value(&PresenceUpdate {
         user_id: user.to_string(),
         status,
         last_seen: iso(now_ms()),
-    })
-    .unwrap_or(Value::Null);
+    });
     for partner in partners {
         state
             .gateway
@@ -132,10 +165,10 @@ async fn announce_presence(state: &AppState, user: &str, status: PresenceStatus)
 }
 
 /// Decodes the payload of `event` into `T`, or refuses with `VALIDATION_FAILED`.
-fn decode<T: DeserializeOwned>(event: &str, data: Option<&Value>) -> Result<T, DomainError> {
+fn decode<T: DeserializeOwned>(event: &str, data: Option<Value>) -> Result<T, DomainError> {
     let data = data
         .ok_or_else(|| DomainError::Validation(format!("{event} needs a JSON object payload")))?;
-    serde_json::from_value(data.clone())
+    serde_json::from_value(data)
         .map_err(|e| DomainError::Validation(format!("invalid {event} payload: {e}")))
 }
 
@@ -145,57 +178,38 @@ async fn dispatch(
     user: UserId,
     event: &str,
     data: Option<Value>,
-    ack: AckSender,
-) {
-    let temp_id = data
-        .as_ref()
-        .and_then(|d| d.get("tempId"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let result = match event {
-        events::NEW_MESSAGE => new_message(state, s, user, data.as_ref()).await,
+) -> Reply {
+    let messaging = &state.messaging;
+    let queued = match event {
+        events::NEW_MESSAGE => return new_message(state, s, user, data).await,
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
             let kind = if event == events::MESSAGE_READ {
                 ReceiptKind::Read
             } else {
                 ReceiptKind::Delivered
             };
-            match decode::<MessageRef>(event, data.as_ref()) {
-                Ok(r) => {
-                    changed(
-                        state,
-                        s,
-                        state.messaging.mark(user, &r.message_id, kind).await,
-                    )
-                    .await
-                }
+            match decode::<MessageRef>(event, data) {
+                Ok(r) => messaging.mark(user, &r.message_id, kind).await,
                 Err(e) => Err(e),
             }
         }
-        events::EDIT_MESSAGE => match decode::<EditMessage>(event, data.as_ref()) {
-            Ok(e) => {
-                changed(
-                    state,
-                    s,
-                    state.messaging.edit(user, &e.message_id, &e.content).await,
-                )
-                .await
-            }
+        events::EDIT_MESSAGE => match decode::<EditMessage>(event, data) {
+            Ok(e) => messaging.edit(user, &e.message_id, &e.content).await,
             Err(e) => Err(e),
         },
-        events::DELETE_MESSAGE => match decode::<MessageRef>(event, data.as_ref()) {
-            Ok(r) => changed(state, s, state.messaging.delete(user, &r.message_id).await).await,
+        events::DELETE_MESSAGE => match decode::<MessageRef>(event, data) {
+            Ok(r) => messaging.delete(user, &r.message_id).await,
             Err(e) => Err(e),
         },
         events::TYPING_START | events::TYPING_STOP => {
-            typing(state, user, event == events::TYPING_START, data.as_ref()).await
+            return Reply::Now(typing(state, user, event == events::TYPING_START, data).await)
         }
         events::GET_ONLINE_USERS => {
             let payload = to_value(&OnlineUsers {
                 user_ids: state.gateway.online_users(),
             });
             let _ = s.emit(events::ONLINE_USERS, &payload);
-            Ok(payload)
+            return Reply::Now(Ok(payload));
         }
         events::HEALTH_CHECK => {
             let database = state.store.ping().await;
@@ -206,44 +220,50 @@ async fn dispatch(
                 timestamp: iso(now_ms()),
             });
             let _ = s.emit(events::HEALTH_RESPONSE, &payload);
-            Ok(payload)
+            return Reply::Now(Ok(payload));
         }
         other => Err(DomainError::Validation(format!("unknown event {other}"))),
     };
-    match result {
-        Ok(answer) => {
-            let _ = ack.send(&answer);
-        }
-        Err(e) => refuse(s, ack, event, e, temp_id),
+    match queued {
+        Err(e) => Reply::Now(Err(e)),
+        Ok(pending) => Reply::Later(Box::pin(changed(state.clone(), s.clone(), pending))),
     }
 }
 
-/// `NEW_MESSAGE`: store, acknowledge to the sender, deliver to everyone else.
-async fn new_message(
-    state: &AppState,
-    s: &SocketRef,
-    user: UserId,
-    data: Option<&Value>,
-) -> Result<Value, DomainError> {
-    let m: NewMessage = decode(events::NEW_MESSAGE, data)?;
-    let sent = state
-        .messaging
-        .send(user, &m.receiver_id, &m.content, m.temp_id.as_deref())
-        .await?;
-    let ack = to_value(&sent.ack());
-    let _ = s.emit(events::MESSAGE_SENT, &ack);
-    state.fanout(&Outcome::Sent(sent), Some(s.id)).await;
-    Ok(ack)
+/// `NEW_MESSAGE`: queue it; after the commit, `MESSAGE_SENT` to this socket and
+/// `NEW_MESSAGE` to the receiver and the sender's other sockets.
+async fn new_message(state: &AppState, s: &SocketRef, user: UserId, data: Option<Value>) -> Reply {
+    let queued = match decode::<NewMessage>(events::NEW_MESSAGE, data) {
+        Ok(m) => {
+            state
+                .messaging
+                .send(user, &m.receiver_id, &m.content, m.temp_id.as_deref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let pending = match queued {
+        Ok(p) => p,
+        Err(e) => return Reply::Now(Err(e)),
+    };
+    let (state, s) = (state.clone(), s.clone());
+    Reply::Later(Box::pin(async move {
+        let sent = pending.committed().await?;
+        let ack = to_value(&sent.ack());
+        let _ = s.emit(events::MESSAGE_SENT, &ack);
+        state.fanout(&Outcome::Sent(sent), Some(&s)).await;
+        Ok(ack)
+    }))
 }
 
-/// Fans out the outcome of an edit, delete or receipt; the actor's payload is the answer.
+/// After the commit of an edit, delete or receipt: fan out; the actor's payload answers.
 async fn changed(
-    state: &AppState,
-    s: &SocketRef,
-    outcome: Result<Outcome, DomainError>,
+    state: AppState,
+    s: SocketRef,
+    pending: Pending<Outcome>,
 ) -> Result<Value, DomainError> {
-    let outcome = outcome?;
-    state.fanout(&outcome, Some(s.id)).await;
+    let outcome = pending.committed().await?;
+    state.fanout(&outcome, Some(&s)).await;
     Ok(outcome.actor_payload())
 }
 
@@ -253,7 +273,7 @@ async fn typing(
     state: &AppState,
     user: UserId,
     is_typing: bool,
-    data: Option<&Value>,
+    data: Option<Value>,
 ) -> Result<Value, DomainError> {
     let event = if is_typing {
         events::TYPING_START
@@ -279,21 +299,22 @@ async fn typing(
         .gateway
         .emit_to_user(&to, events::USER_TYPING, &payload)
         .await;
-    let expiring = state.clone();
-    let (f, t) = (from.clone(), to.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(TYPING_TTL).await;
-        if expiring.gateway.typing.expire(&f, &t, generation) && is_typing {
-            let stop = to_value(&UserTyping {
-                user_id: f.clone(),
-                is_typing: false,
-            });
-            expiring
-                .gateway
-                .emit_to_user(&t, events::USER_TYPING, &stop)
-                .await;
-        }
-    });
+    if is_typing {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TYPING_TTL).await;
+            if state.gateway.typing.expire(&from, &to, generation) {
+                let stop = to_value(&UserTyping {
+                    user_id: from,
+                    is_typing: false,
+                });
+                state
+                    .gateway
+                    .emit_to_user(&to, events::USER_TYPING, &stop)
+                    .await;
+            }
+        });
+    }
     Ok(payload)
 }
 

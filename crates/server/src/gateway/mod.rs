@@ -12,7 +12,6 @@ use nexus_protocol::events::{self, ForceDisconnect, NAMESPACE};
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::socket::Sid;
 use socketioxide::SocketIo;
 
 use crate::app::AppState;
@@ -48,16 +47,18 @@ impl Gateway {
         }
     }
 
-    /// Emits each notification to its user's room, leaving out `origin` where asked.
-    pub async fn fanout(&self, notifications: Vec<Notification>, origin: Option<Sid>) {
+    /// Emits each notification to its user's room, leaving out the `origin` socket where
+    /// the notification says so (a broadcast from a socket skips that socket).
+    pub async fn fanout(&self, notifications: Vec<Notification>, origin: Option<&SocketRef>) {
         let Some(ns) = self.io.of(NAMESPACE) else {
             return;
         };
         for n in notifications {
-            let mut op = ns.clone().to(user_room(&n.user_id));
-            if let (false, Some(origin)) = (n.to_origin, origin) {
-                op = op.except(origin);
-            }
+            let room = user_room(&n.user_id);
+            let op = match origin {
+                Some(socket) if !n.to_origin => socket.to(room),
+                _ => ns.clone().to(room),
+            };
             if let Err(e) = op.emit(n.event, &n.payload).await {
                 tracing::warn!(error = %e, event = n.event, "fan-out failed");
             }

@@ -50,6 +50,8 @@ async fn send(
             &body.content,
             body.client_message_id.as_deref(),
         )
+        .await?
+        .committed()
         .await?;
     let message = sent
         .message
@@ -137,7 +139,12 @@ async fn edit(
     Path(id): Path<String>,
     Json(body): Json<EditBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let outcome = state.messaging.edit(me, &id, &body.content).await?;
+    let outcome = state
+        .messaging
+        .edit(me, &id, &body.content)
+        .await?
+        .committed()
+        .await?;
     Ok(axum::Json(state.answer(outcome).await))
 }
 
@@ -146,7 +153,7 @@ async fn delete(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let outcome = state.messaging.delete(me, &id).await?;
+    let outcome = state.messaging.delete(me, &id).await?.committed().await?;
     Ok(axum::Json(state.answer(outcome).await))
 }
 
@@ -158,6 +165,8 @@ async fn delivered(
     let outcome = state
         .messaging
         .mark(me, &id, ReceiptKind::Delivered)
+        .await?
+        .committed()
         .await?;
     Ok(axum::Json(state.answer(outcome).await))
 }
@@ -167,7 +176,12 @@ async fn read(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let outcome = state.messaging.mark(me, &id, ReceiptKind::Read).await?;
+    let outcome = state
+        .messaging
+        .mark(me, &id, ReceiptKind::Read)
+        .await?
+        .committed()
+        .await?;
     Ok(axum::Json(state.answer(outcome).await))
 }
 

@@ -48,6 +48,31 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The user who asked for the change.
+    pub fn actor(&self) -> UserId {
+        match self {
+            Command::Send { sender, .. } => *sender,
+            Command::Edit { actor, .. }
+            | Command::Delete { actor, .. }
+            | Command::Receipt { actor, .. } => *actor,
+        }
+    }
+}
+
+/// A queued change: resolves to its outcome once committed. Transports enqueue in the order
+/// a client's requests arrived and may wait for several commits at once.
+pub struct Pending<T> {
+    ticket: writer::Ticket,
+    map: fn(Outcome) -> Result<T, DomainError>,
+}
+
+impl<T> Pending<T> {
+    pub async fn committed(self) -> Result<T, DomainError> {
+        (self.map)(self.ticket.committed().await?)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptKind {
     Delivered,
@@ -136,15 +161,15 @@ impl MessagingService {
         }
     }
 
-    /// Stores a message from `sender` (deduplicated on `client_message_id`) and answers
-    /// after its commit.
+    /// Queues a message from `sender` (deduplicated on `client_message_id`); it is stored
+    /// when the returned [`Pending`] resolves.
     pub async fn send(
         &self,
         sender: UserId,
         receiver: &str,
         content: &str,
         client_message_id: Option<&str>,
-    ) -> Result<Sent, DomainError> {
+    ) -> Result<Pending<Sent>, DomainError> {
         let receiver = UserId::parse(receiver)
             .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
         let body = MessageBody::parse(content)?;
@@ -155,57 +180,72 @@ impl MessagingService {
             ));
         }
         self.limiter.check(sender).await?;
-        match self
+        let ticket = self
             .writer
-            .submit(Command::Send {
+            .enqueue(Command::Send {
                 sender,
                 receiver,
                 body,
                 client_message_id,
             })
-            .await?
-        {
-            Outcome::Sent(sent) => Ok(sent),
-            other => Err(unexpected(other)),
-        }
+            .await?;
+        Ok(Pending {
+            ticket,
+            map: |outcome| match outcome {
+                Outcome::Sent(sent) => Ok(sent),
+                other => Err(unexpected(other)),
+            },
+        })
     }
 
+    async fn change(&self, cmd: Command) -> Result<Pending<Outcome>, DomainError> {
+        Ok(Pending {
+            ticket: self.writer.enqueue(cmd).await?,
+            map: Ok,
+        })
+    }
+
+    /// Queues an edit (sender only, not after deletion; the old content goes to history).
     pub async fn edit(
         &self,
         actor: UserId,
         message: &str,
         content: &str,
-    ) -> Result<Outcome, DomainError> {
+    ) -> Result<Pending<Outcome>, DomainError> {
         let message = MessageId::parse(message)?;
         let body = MessageBody::parse(content)?;
-        self.writer
-            .submit(Command::Edit {
-                actor,
-                message,
-                body,
-            })
-            .await
+        self.change(Command::Edit {
+            actor,
+            message,
+            body,
+        })
+        .await
     }
 
-    pub async fn delete(&self, actor: UserId, message: &str) -> Result<Outcome, DomainError> {
+    /// Queues a soft delete (sender only, once).
+    pub async fn delete(
+        &self,
+        actor: UserId,
+        message: &str,
+    ) -> Result<Pending<Outcome>, DomainError> {
         let message = MessageId::parse(message)?;
-        self.writer.submit(Command::Delete { actor, message }).await
+        self.change(Command::Delete { actor, message }).await
     }
 
+    /// Queues a delivery or read receipt (receiver only; stored once).
     pub async fn mark(
         &self,
         actor: UserId,
         message: &str,
         kind: ReceiptKind,
-    ) -> Result<Outcome, DomainError> {
+    ) -> Result<Pending<Outcome>, DomainError> {
         let message = MessageId::parse(message)?;
-        self.writer
-            .submit(Command::Receipt {
-                actor,
-                message,
-                kind,
-            })
-            .await
+        self.change(Command::Receipt {
+            actor,
+            message,
+            kind,
+        })
+        .await
     }
 
     /// One page of the conversation between `me` and `other`, oldest first. `before` is the

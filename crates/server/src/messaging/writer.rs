@@ -3,12 +3,14 @@
 //! commit (DESIGN.md §6); throughput comes from sharing the commit's fsync, not from
 //! acknowledging early.
 //!
+//! Commands are sharded by the acting user: all of one user's commands go to the same
+//! worker, in the order they were enqueued, so a user's messages are stored (and numbered)
+//! in the order they were sent, even with several workers.
+//!
 //! If a batch fails as a whole (a database error, a serialization conflict), each of its
 //! commands is retried alone, so one bad command cannot fail its neighbours.
 
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 use super::rules::{apply, participants, Counters};
 use super::{Command, Outcome};
@@ -28,45 +30,53 @@ struct Job {
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    shards: Vec<mpsc::Sender<Job>>,
+}
+
+/// A command in the queue; resolves once its transaction committed (or failed).
+pub struct Ticket(oneshot::Receiver<Result<Outcome, DomainError>>);
+
+impl Ticket {
+    pub async fn committed(self) -> Result<Outcome, DomainError> {
+        self.0
+            .await
+            .map_err(|_| DomainError::internal(anyhow::anyhow!("writer dropped the command")))?
+    }
 }
 
 impl Writer {
     /// Starts `workers` batch workers. SQLite wants one (it has one writer); PostgreSQL
     /// gains from several, since batches that share no user do not wait for each other.
     pub fn start(store: Store, workers: usize) -> Writer {
-        let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..workers.max(1) {
-            tokio::spawn(worker(store.clone(), rx.clone()));
-        }
-        Writer { tx }
+        let shards = (0..workers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
+                tokio::spawn(worker(store.clone(), rx));
+                tx
+            })
+            .collect();
+        Writer { shards }
     }
 
-    /// Applies `cmd` and waits for its commit.
-    pub async fn submit(&self, cmd: Command) -> Result<Outcome, DomainError> {
+    /// Queues `cmd` behind the acting user's earlier commands. Returns once it is queued;
+    /// the ticket resolves after the commit.
+    pub async fn enqueue(&self, cmd: Command) -> Result<Ticket, DomainError> {
+        let shard = (cmd.actor().as_u128() % self.shards.len() as u128) as usize;
         let (reply, answer) = oneshot::channel();
-        self.tx
+        self.shards[shard]
             .send(Job { cmd, reply })
             .await
             .map_err(|_| DomainError::internal(anyhow::anyhow!("writer stopped")))?;
-        answer
-            .await
-            .map_err(|_| DomainError::internal(anyhow::anyhow!("writer dropped the command")))?
+        Ok(Ticket(answer))
     }
 }
 
-async fn worker(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        {
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-                return; // every sender is gone: the app is shutting down
-            }
-        }
-        run_batch(&store, jobs).await;
+async fn worker(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        run_batch(&store, std::mem::take(&mut jobs)).await;
     }
+    // every sender is gone: the app is shutting down
 }
 
 async fn run_batch(store: &Store, jobs: Vec<Job>) {
