@@ -96,6 +96,10 @@ impl Application {
 
         let (io_layer, io) = SocketIo::builder()
             .max_payload(crate::http::MAX_BODY_BYTES as u64)
+            // Packets a socket may have waiting to be written. Socket.IO drops what does not
+            // fit, so this must cover a client's whole window of in-flight sends (each send
+            // is answered by an event and an ack). The queue grows on demand.
+            .max_buffer_size(8192)
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
             .build_layer();

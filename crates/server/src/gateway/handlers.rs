@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use nexus_protocol::events::{
     self, ConnectionSuccess, EditMessage, ErrorEvent, ForceDisconnect, HealthResponse, MessageRef,
     NewMessage, OnlineUsers, PresenceStatus, PresenceUpdate, RateLimitExceeded, Typing, UserTyping,
@@ -25,7 +26,7 @@ use crate::app::AppState;
 use crate::clock::{iso, now_ms};
 use crate::domain::UserId;
 use crate::error::DomainError;
-use crate::messaging::{Outcome, Pending, ReceiptKind};
+use crate::messaging::{Outcome, ReceiptKind, Sent};
 
 /// Events a socket may have waiting before it is told to slow down.
 const QUEUE: usize = 1024;
@@ -39,8 +40,19 @@ struct Incoming {
 /// How an event is answered: now, or after a commit.
 enum Reply {
     Now(Result<Value, DomainError>),
-    Later(Pin<Box<dyn Future<Output = Result<Value, DomainError>> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Result<Committed, DomainError>> + Send>>),
 }
+
+/// A committed change, to be announced in the order its events arrived.
+enum Committed {
+    Sent(Sent),
+    Changed(Outcome),
+}
+
+/// An event waiting for its commit.
+type InFlight = Pin<
+    Box<dyn Future<Output = (Incoming, Option<String>, Result<Committed, DomainError>)> + Send>,
+>;
 
 pub(super) async fn on_connect(state: AppState, s: SocketRef) {
     let Some(user) = s.extensions.get::<UserId>() else {
@@ -87,26 +99,31 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
     });
 }
 
-/// The socket's task: its events in order, and the idle timeout.
+/// The socket's task: its events in order, their commits awaited together but announced
+/// in order, and the idle timeout.
 async fn serve(state: AppState, s: SocketRef, user: UserId, mut events: mpsc::Receiver<Incoming>) {
     let idle = state.gateway.idle_timeout;
     let mut deadline = Instant::now() + idle;
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     loop {
         tokio::select! {
             incoming = events.recv() => {
-                let Some(inc) = incoming else { return }; // the socket is gone
+                let Some(mut inc) = incoming else { return }; // the socket is gone
                 deadline = Instant::now() + idle;
                 let temp_id = temp_id(inc.data.as_ref());
-                match dispatch(&state, &s, user, &inc.event, inc.data).await {
+                match dispatch(&state, &s, user, &inc.event, inc.data.take()).await {
                     Reply::Now(result) => respond(&s, inc.ack, &inc.event, result, temp_id),
                     Reply::Later(commit) => {
-                        let s = s.clone();
-                        tokio::spawn(async move {
-                            let result = commit.await;
-                            respond(&s, inc.ack, &inc.event, result, temp_id);
-                        });
+                        in_flight.push_back(Box::pin(async move { (inc, temp_id, commit.await) }));
                     }
                 }
+            }
+            Some((inc, temp_id, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                let answer = match result {
+                    Ok(committed) => Ok(announce(&state, &s, committed).await),
+                    Err(e) => Err(e),
+                };
+                respond(&s, inc.ack, &inc.event, answer, temp_id);
             }
             _ = tokio::time::sleep_until(deadline) => {
                 let _ = s.emit(events::FORCE_DISCONNECT, &ForceDisconnect { reason: "idle_timeout".into() });
@@ -181,7 +198,7 @@ async fn dispatch(
 ) -> Reply {
     let messaging = &state.messaging;
     let queued = match event {
-        events::NEW_MESSAGE => return new_message(state, s, user, data).await,
+        events::NEW_MESSAGE => return new_message(state, user, data).await,
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
             let kind = if event == events::MESSAGE_READ {
                 ReceiptKind::Read
@@ -226,13 +243,15 @@ async fn dispatch(
     };
     match queued {
         Err(e) => Reply::Now(Err(e)),
-        Ok(pending) => Reply::Later(Box::pin(changed(state.clone(), s.clone(), pending))),
+        Ok(pending) => Reply::Later(Box::pin(async move {
+            Ok(Committed::Changed(pending.committed().await?))
+        })),
     }
 }
 
 /// `NEW_MESSAGE`: queue it; after the commit, `MESSAGE_SENT` to this socket and
 /// `NEW_MESSAGE` to the receiver and the sender's other sockets.
-async fn new_message(state: &AppState, s: &SocketRef, user: UserId, data: Option<Value>) -> Reply {
+async fn new_message(state: &AppState, user: UserId, data: Option<Value>) -> Reply {
     let queued = match decode::<NewMessage>(events::NEW_MESSAGE, data) {
         Ok(m) => {
             state
@@ -246,25 +265,26 @@ async fn new_message(state: &AppState, s: &SocketRef, user: UserId, data: Option
         Ok(p) => p,
         Err(e) => return Reply::Now(Err(e)),
     };
-    let (state, s) = (state.clone(), s.clone());
     Reply::Later(Box::pin(async move {
-        let sent = pending.committed().await?;
-        let ack = to_value(&sent.ack());
-        let _ = s.emit(events::MESSAGE_SENT, &ack);
-        state.fanout(&Outcome::Sent(sent), Some(&s)).await;
-        Ok(ack)
+        Ok(Committed::Sent(pending.committed().await?))
     }))
 }
 
-/// After the commit of an edit, delete or receipt: fan out; the actor's payload answers.
-async fn changed(
-    state: AppState,
-    s: SocketRef,
-    pending: Pending<Outcome>,
-) -> Result<Value, DomainError> {
-    let outcome = pending.committed().await?;
-    state.fanout(&outcome, Some(&s)).await;
-    Ok(outcome.actor_payload())
+/// After a commit: a send gets `MESSAGE_SENT` on this socket and `NEW_MESSAGE` everywhere
+/// else; a change is fanned out to both users. Returns the acknowledgement's answer.
+async fn announce(state: &AppState, s: &SocketRef, committed: Committed) -> Value {
+    match committed {
+        Committed::Sent(sent) => {
+            let ack = to_value(&sent.ack());
+            let _ = s.emit(events::MESSAGE_SENT, &ack);
+            state.fanout(&Outcome::Sent(sent), Some(s)).await;
+            ack
+        }
+        Committed::Changed(outcome) => {
+            state.fanout(&outcome, Some(s)).await;
+            outcome.actor_payload()
+        }
+    }
 }
 
 /// `TYPING_START` / `TYPING_STOP`: tell the receiver; a start expires by itself after
