@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and CI runs it:
+#   formatting and lints, Rust unit and integration tests (each integration test on SQLite
+#   and on PostgreSQL), the official socket.io-client suite (node --test) and the
+#   python-socketio suite (pytest), both against the real `nexus` binary.
+# Installs what it needs (npm ci, a Python virtualenv) from the project's own lock files.
+# PostgreSQL: NEXUS_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
+# with CI=true an unreachable PostgreSQL fails the run instead of skipping those tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit + HTTP integration, SQLite and PostgreSQL)"
+cargo build --workspace --bins
+cargo test --workspace
+
+export NEXUS_BIN="$PWD/target/debug/nexus"
+
+step "socket.io-client 4.x suite (node --test)"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "python-socketio 5.x suite (pytest)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+.venv/bin/python -m pytest tests/python -q
+
+step "all suites passed"
