@@ -49,14 +49,17 @@ for (const transport of ['websocket', 'polling']) {
       s.close();
     });
 
-    test('CONNECTION_SUCCESS says who and which socket', async () => {
-      const user = await register(server.base, 'Ada');
-      const s = await open(user);
+    test('CONNECTION_SUCCESS says who, which socket, and the latest seq', async () => {
+      const [ada, bob] = [await register(server.base, 'Ada'), await register(server.base, 'Bob')];
+      const s = await open(ada);
       const [ok] = all(s, 'CONNECTION_SUCCESS');
-      assert.equal(ok.userId, user.id);
-      assert.equal(ok.socketId, s.id.split('#').pop() === ok.socketId ? ok.socketId : ok.socketId);
+      assert.equal(ok.userId, ada.id);
       assert.ok(ok.socketId.length > 0);
       assert.match(ok.timestamp, isoMs);
+      assert.equal(ok.seq, 0);
+      await http(server.base, 'POST', '/messages', bob.token, { receiverId: ada.id, content: 'while you were away' });
+      const again = await open(ada);
+      assert.equal(all(again, 'CONNECTION_SUCCESS')[0].seq, 1, 'a reconnecting client learns it missed one change');
     });
 
     test('NEW_MESSAGE: MESSAGE_SENT to the sender, NEW_MESSAGE to the receiver and the sender\'s other devices', async () => {

@@ -125,3 +125,20 @@ test('a client that reconnects and syncs from its last seq misses nothing', asyn
     await server.stop();
   }
 });
+
+test('messages sent just before the sender disconnects are still stored and delivered', async () => {
+  const server = await startServer();
+  try {
+    const [ada, bob] = [await register(server.base, 'Ada'), await register(server.base, 'Bob')];
+    const b = await online(server.base, bob);
+    const a = await online(server.base, ada);
+    const N = 100;
+    for (let i = 0; i < N; i++) a.emit('NEW_MESSAGE', { receiverId: bob.id, content: `${i}`, tempId: `t${i}` });
+    a.disconnect();
+    while (all(b, 'NEW_MESSAGE').length < N) await sleep(20);
+    assert.deepEqual(all(b, 'NEW_MESSAGE').map((m) => m.content), Array.from({ length: N }, (_, i) => `${i}`));
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});

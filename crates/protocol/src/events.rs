@@ -82,6 +82,9 @@ pub struct ConnectionSuccess {
     pub user_id: String,
     pub socket_id: String,
     pub timestamp: String,
+    /// The user's latest change-feed number: a client whose last seen `seq` is lower
+    /// missed something and catches up with `GET /sync?since=<its seq>`.
+    pub seq: i64,
 }
 
 /// The acknowledgement of a stored message, to the sender.

@@ -100,6 +100,8 @@ impl Application {
             // fit, so this must cover a client's whole window of in-flight sends (each send
             // is answered by an event and an ack). The queue grows on demand.
             .max_buffer_size(8192)
+            .ws_max_message_size(crate::http::MAX_BODY_BYTES)
+            .ws_max_frame_size(crate::http::MAX_BODY_BYTES)
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
             .build_layer();

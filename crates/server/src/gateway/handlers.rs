@@ -17,7 +17,9 @@ use nexus_protocol::events::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::presence::TYPING_TTL;
@@ -43,10 +45,12 @@ enum Reply {
     Later(Pin<Box<dyn Future<Output = Result<Committed, DomainError>> + Send>>),
 }
 
-/// A committed change, to be announced in the order its events arrived.
+/// A committed change, to be announced in the order its events arrived (or an immediate
+/// answer queued behind them).
 enum Committed {
     Sent(Sent),
     Changed(Outcome),
+    Answer(Value),
 }
 
 /// An event waiting for its commit.
@@ -61,13 +65,23 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
         return;
     };
     let user_id = user.as_string();
+    // Join first: nothing committed after the seq read below can be missed.
     s.join(user_room(&user_id));
+    let seq = match state.messaging.current_seq(user).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = ?e, "connect: cannot read the change feed position");
+            let _ = s.disconnect();
+            return;
+        }
+    };
     let _ = s.emit(
         events::CONNECTION_SUCCESS,
         &ConnectionSuccess {
             user_id: user_id.clone(),
             socket_id: s.id.to_string(),
             timestamp: iso(now_ms()),
+            seq,
         },
     );
     if state.gateway.presence.connect(&user_id) {
@@ -75,7 +89,8 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
     }
 
     let (queue, events) = mpsc::channel::<Incoming>(QUEUE);
-    tokio::spawn(serve(state.clone(), s.clone(), user, events));
+    let closed = Arc::new(Notify::new());
+    tokio::spawn(serve(state.clone(), s.clone(), user, events, closed.clone()));
     // Called in arrival order: only queue here, so the order is kept.
     s.on_fallback(
         move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
@@ -93,26 +108,45 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
         },
     );
     s.on_disconnect(async move |_s: SocketRef| {
+        closed.notify_one();
         if state.gateway.presence.disconnect(&user_id) {
             announce_presence(&state, &user_id, PresenceStatus::Offline).await;
         }
     });
 }
 
-/// The socket's task: its events in order, their commits awaited together but announced
-/// in order, and the idle timeout.
-async fn serve(state: AppState, s: SocketRef, user: UserId, mut events: mpsc::Receiver<Incoming>) {
+/// The socket's task: its events in order, their commits awaited together but answered in
+/// order (a refusal never overtakes an earlier send's `MESSAGE_SENT`), and the idle timeout.
+/// When the socket closes, what it had already sent is still committed and announced to the
+/// other users; then the task ends.
+async fn serve(
+    state: AppState,
+    s: SocketRef,
+    user: UserId,
+    mut events: mpsc::Receiver<Incoming>,
+    closed: Arc<Notify>,
+) {
     let idle = state.gateway.idle_timeout;
     let mut deadline = Instant::now() + idle;
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
-    loop {
+    let (mut closing, mut drained) = (false, false);
+    while !(drained && in_flight.is_empty()) {
         tokio::select! {
-            incoming = events.recv() => {
-                let Some(mut inc) = incoming else { return }; // the socket is gone
+            incoming = events.recv(), if !drained => {
+                let Some(mut inc) = incoming else {
+                    drained = true;
+                    continue;
+                };
                 deadline = Instant::now() + idle;
                 let temp_id = temp_id(inc.data.as_ref());
                 match dispatch(&state, &s, user, &inc.event, inc.data.take()).await {
-                    Reply::Now(result) => respond(&s, inc.ack, &inc.event, result, temp_id),
+                    Reply::Now(result) if in_flight.is_empty() => {
+                        respond(&s, inc.ack, &inc.event, result, temp_id)
+                    }
+                    Reply::Now(result) => {
+                        let ready = result.map(Committed::Answer);
+                        in_flight.push_back(Box::pin(async move { (inc, temp_id, ready) }));
+                    }
                     Reply::Later(commit) => {
                         in_flight.push_back(Box::pin(async move { (inc, temp_id, commit.await) }));
                     }
@@ -125,13 +159,19 @@ async fn serve(state: AppState, s: SocketRef, user: UserId, mut events: mpsc::Re
                 };
                 respond(&s, inc.ack, &inc.event, answer, temp_id);
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = closed.notified(), if !closing => {
+                // Take no more events; finish the ones already received.
+                closing = true;
+                events.close();
+            }
+            _ = tokio::time::sleep_until(deadline), if !closing => {
                 let _ = s.emit(events::FORCE_DISCONNECT, &ForceDisconnect { reason: "idle_timeout".into() });
                 tracing::debug!(sid = %s.id, "idle timeout");
                 // Let the goodbye be written before the transport closes.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 let _ = s.clone().disconnect();
-                return;
+                closing = true;
+                events.close();
             }
         }
     }
@@ -284,6 +324,7 @@ async fn announce(state: &AppState, s: &SocketRef, committed: Committed) -> Valu
             state.fanout(&outcome, Some(s)).await;
             outcome.actor_payload()
         }
+        Committed::Answer(answer) => answer,
     }
 }
 

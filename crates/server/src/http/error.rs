@@ -100,3 +100,8 @@ impl From<PathRejection> for ApiError {
 pub async fn not_found() -> ApiError {
     ApiError::request(StatusCode::NOT_FOUND, "no such route")
 }
+
+/// The JSON 405 for a known route with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::request(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+}

@@ -22,5 +22,6 @@ pub fn router() -> Router<AppState> {
         .merge(messages::router())
         .merge(health::router())
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

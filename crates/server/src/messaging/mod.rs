@@ -366,6 +366,16 @@ impl MessagingService {
         };
         let limit = parse_limit(limit, DEFAULT_SYNC_PAGE, MAX_SYNC_PAGE)?;
         let mut changes = self.store.changes_since(me, since, limit + 1).await?;
+        if changes.is_empty() && since > 0 {
+            let latest = self.store.current_seq(me).await?;
+            if since > latest {
+                // The client remembers a feed this server never had (e.g. a restored
+                // database): it must start again from 0.
+                return Err(DomainError::Validation(format!(
+                    "since is ahead of the feed (latest seq is {latest}); sync again from 0"
+                )));
+            }
+        }
         let has_more = changes.len() as i64 > limit;
         changes.truncate(limit as usize);
         let mut ids: Vec<String> = changes.iter().map(|c| c.message_id.clone()).collect();

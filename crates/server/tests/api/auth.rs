@@ -152,6 +152,8 @@ on_both_backends! {
         assert_eq!(r["database"], "up");
         let missing = app.client.get(app.url("/no/such/route")).send().await.unwrap();
         assert_error(missing, StatusCode::NOT_FOUND).await;
+        let wrong_method = app.client.put(app.url("/messages")).send().await.unwrap();
+        assert_error(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
     }
 }
 

@@ -62,6 +62,8 @@ on_both_backends! {
         let contents: Vec<&str> = p1["events"].as_array().unwrap().iter().map(|e| e["message"]["content"].as_str().unwrap()).collect();
         assert_eq!(contents, ["m0", "m1", "m2"]);
 
+        let ahead = assert_error(app.get("/sync?since=8", &bob.token).await, StatusCode::BAD_REQUEST).await;
+        assert!(ahead.contains("latest seq is 7"), "{ahead}");
         for bad in ["/sync?since=-1", "/sync?since=abc", "/sync?limit=0", "/sync?limit=100000"] {
             assert_error(app.get(bad, &bob.token).await, StatusCode::BAD_REQUEST).await;
         }
