@@ -9,8 +9,9 @@ secs=${2:-10}
 port=3917
 if [[ $url == sqlite://* ]]; then rm -rf /tmp/nexus-rest-bench; mkdir -p /tmp/nexus-rest-bench; fi
 DATABASE_URL=$url PORT=$port HOST=127.0.0.1 RUST_LOG=warn RATE_LIMIT_MESSAGES_PER_MINUTE=100000000 \
-  ./target/release/nexus & pid=$!
+  ${NEXUS_WRAP:-} ./target/release/nexus & pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
+echo "nexus pid $pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
 
 tokens=() ids=()

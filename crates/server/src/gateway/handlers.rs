@@ -90,7 +90,13 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
 
     let (queue, events) = mpsc::channel::<Incoming>(QUEUE);
     let closed = Arc::new(Notify::new());
-    tokio::spawn(serve(state.clone(), s.clone(), user, events, closed.clone()));
+    tokio::spawn(serve(
+        state.clone(),
+        s.clone(),
+        user,
+        events,
+        closed.clone(),
+    ));
     // Called in arrival order: only queue here, so the order is kept.
     s.on_fallback(
         move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {

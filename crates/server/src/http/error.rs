@@ -103,5 +103,8 @@ pub async fn not_found() -> ApiError {
 
 /// The JSON 405 for a known route with another method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::request(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+    ApiError::request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
 }

@@ -1,11 +1,14 @@
-//! Every rule of a state change, applied inside one transaction (DESIGN.md §4, §5).
+//! Every rule of a state change (DESIGN.md §4, §5), as a pure function.
 //!
-//! A command first names the users whose change counters it needs ([`participants`]); the
-//! batch takes all those counters under lock, then [`apply`] checks the rules against the
-//! current state and writes. All checks come before the first write, so a refused command
-//! leaves nothing behind, and a refused command never consumes a sequence number.
+//! The writer loads a [`Snapshot`] of what a batch of commands touches (taking the change
+//! counters of every user involved under lock), then [`plan`] decides each command against
+//! it: refuse, or change the snapshot and add the rows to write to a [`WriteSet`], which the
+//! writer stores in a few multi-row statements. A later command in the same batch sees the
+//! effects of earlier ones (a retry of a send in the same batch, an edit after a delete).
+//! A refused command writes nothing and takes no sequence number, so the numbers stay
+//! gap-free.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nexus_protocol::events::DELETED_CONTENT;
 use nexus_protocol::ChangeType;
@@ -13,59 +16,74 @@ use nexus_protocol::ChangeType;
 use super::{Command, Outcome, ReceiptKind, Sent, Seqs};
 use crate::clock::Millis;
 use crate::error::DomainError;
-use crate::store::writes::{MessageState, NewMessage, ReceiptTable, WriteTx};
-use crate::store::StoreError;
+use crate::store::writes::{ChangeRow, MessageState, NewMessage, ReceiptTable};
 
-/// The users whose counters `cmd` may advance: both parties of the message.
-pub(super) async fn participants(
-    tx: &mut WriteTx,
-    cmd: &Command,
-) -> Result<Vec<String>, StoreError> {
-    Ok(match cmd {
+/// What the commands of one batch may read, loaded under the counters' locks.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The change counters of the users involved (unknown users are absent).
+    pub counters: BTreeMap<String, i64>,
+    /// Messages that edits, deletes and receipts refer to.
+    pub messages: HashMap<String, MessageState>,
+    /// Messages already sent with a client message id, by (sender, client id).
+    pub by_client_id: HashMap<(String, String), MessageState>,
+    /// Receipts that exist, with their time: (message id, table). Only the receiver
+    /// stores receipts, so the message names whose they are.
+    pub receipts: HashMap<(String, ReceiptTable), Millis>,
+}
+
+/// The rows a batch writes.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    pub messages: Vec<NewMessage>,
+    pub changes: Vec<ChangeRow>,
+    /// (message id, previous content, new content)
+    pub edits: Vec<(String, String, String)>,
+    pub deletes: Vec<String>,
+    /// (table, message id, receiver id)
+    pub receipts: Vec<(ReceiptTable, String, String)>,
+    /// Counters whose value changed, with their new value.
+    pub counters: BTreeMap<String, i64>,
+}
+
+/// The users whose counters `cmd` may advance: both parties of its message. Edits, deletes
+/// and receipts name a message, whose parties come from `messages` (they never change).
+pub fn participants(cmd: &Command, messages: &HashMap<String, MessageState>) -> Vec<String> {
+    match cmd {
         Command::Send {
             sender, receiver, ..
         } => vec![sender.as_string(), receiver.as_string()],
         Command::Edit { message, .. }
         | Command::Delete { message, .. }
-        | Command::Receipt { message, .. } => tx
-            .message_state(&message.as_string())
-            .await?
-            .map(|m| vec![m.sender_id, m.receiver_id])
+        | Command::Receipt { message, .. } => messages
+            .get(&message.as_string())
+            .map(|m| vec![m.sender_id.clone(), m.receiver_id.clone()])
             .unwrap_or_default(),
-    })
-}
-
-/// The counters taken for this transaction; `next` allocates the following number.
-pub(super) struct Counters(pub BTreeMap<String, i64>);
-
-impl Counters {
-    fn has(&self, user: &str) -> bool {
-        self.0.contains_key(user)
-    }
-
-    fn next(&mut self, user: &str) -> Result<i64, DomainError> {
-        let seq = self.0.get_mut(user).ok_or_else(|| {
-            DomainError::internal(anyhow::anyhow!("counter of {user} was not locked"))
-        })?;
-        *seq += 1;
-        Ok(*seq)
-    }
-
-    /// Allocates one number for each party of a message, in a fixed order.
-    fn pair(&mut self, m: &MessageState) -> Result<Seqs, DomainError> {
-        Ok(Seqs {
-            sender: self.next(&m.sender_id)?,
-            receiver: self.next(&m.receiver_id)?,
-        })
     }
 }
 
-/// Checks `cmd` against the current state and writes its effects and change-log entries.
-pub(super) async fn apply(
-    tx: &mut WriteTx,
-    counters: &mut Counters,
+/// Decides every command in order. `new_id` names new messages.
+pub fn plan(
+    snapshot: &mut Snapshot,
+    cmds: &[&Command],
+    now: Millis,
+    mut new_id: impl FnMut() -> String,
+) -> (Vec<Result<Outcome, DomainError>>, WriteSet) {
+    let mut writes = WriteSet::default();
+    let results = cmds
+        .iter()
+        .map(|cmd| decide(snapshot, &mut writes, cmd, now, &mut new_id))
+        .collect();
+    writes.counters = snapshot.counters.clone();
+    (results, writes)
+}
+
+fn decide(
+    snap: &mut Snapshot,
+    w: &mut WriteSet,
     cmd: &Command,
     now: Millis,
+    new_id: &mut impl FnMut() -> String,
 ) -> Result<Outcome, DomainError> {
     match cmd {
         Command::Send {
@@ -80,49 +98,52 @@ pub(super) async fn apply(
                     "cannot send a message to yourself".into(),
                 ));
             }
-            if !counters.has(&receiver) {
+            if !snap.counters.contains_key(&receiver) {
                 return Err(DomainError::NotFound("receiver not found".into()));
             }
-            if let Some(cid) = client_message_id {
-                if let Some(existing) = tx.message_by_client_id(&sender, cid.as_str()).await? {
-                    // A retry: nothing new is stored or delivered; the first answer again.
-                    return Ok(Outcome::Sent(Sent {
-                        message_id: existing.id,
-                        created_at: existing.created_at,
-                        sender_seq: existing.sender_seq,
-                        receiver_seq: None,
-                        duplicate: true,
-                        message: None,
-                    }));
-                }
+            let key = client_message_id
+                .as_ref()
+                .map(|c| (sender.clone(), c.as_str().to_string()));
+            if let Some(existing) = key.as_ref().and_then(|k| snap.by_client_id.get(k)) {
+                // A retry: nothing new is stored or delivered; the first answer again.
+                return Ok(Outcome::Sent(Sent {
+                    message_id: existing.id.clone(),
+                    created_at: existing.created_at,
+                    sender_seq: existing.sender_seq,
+                    receiver_seq: None,
+                    duplicate: true,
+                    message: None,
+                }));
             }
-            let id = crate::domain::MessageId::new().as_string();
             let seqs = Seqs {
-                sender: counters.next(&sender)?,
-                receiver: counters.next(&receiver)?,
+                sender: next(snap, &sender)?,
+                receiver: next(snap, &receiver)?,
             };
-            tx.insert_message(NewMessage {
-                id: &id,
-                sender_id: &sender,
-                receiver_id: &receiver,
-                content: body.as_str(),
+            let id = new_id();
+            let state = MessageState {
+                id: id.clone(),
+                sender_id: sender.clone(),
+                receiver_id: receiver.clone(),
+                content: body.as_str().to_string(),
                 created_at: now,
-                client_message_id: client_message_id.as_ref().map(|c| c.as_str()),
+                deleted_at: None,
+                sender_seq: seqs.sender,
+            };
+            w.messages.push(NewMessage {
+                id: id.clone(),
+                sender_id: sender.clone(),
+                receiver_id: receiver.clone(),
+                content: body.as_str().to_string(),
+                created_at: now,
+                client_message_id: client_message_id.as_ref().map(|c| c.as_str().to_string()),
                 sender_seq: seqs.sender,
                 receiver_seq: seqs.receiver,
-            })
-            .await?;
-            append_both(
-                tx,
-                &sender,
-                &receiver,
-                seqs,
-                ChangeType::MessageCreated,
-                &id,
-                &sender,
-                now,
-            )
-            .await?;
+            });
+            record(w, &state, seqs, ChangeType::MessageCreated, &sender, now);
+            if let Some(k) = key {
+                snap.by_client_id.insert(k, state.clone());
+            }
+            snap.messages.insert(id.clone(), state);
             Ok(Outcome::Sent(Sent {
                 message_id: id,
                 created_at: now,
@@ -138,7 +159,7 @@ pub(super) async fn apply(
             message,
             body,
         } => {
-            let m = existing_for(tx, message, actor).await?;
+            let m = existing_for(snap, &message.as_string(), &actor.as_string())?;
             if m.sender_id != actor.as_string() {
                 return Err(DomainError::Forbidden(
                     "only the sender may edit a message".into(),
@@ -147,32 +168,26 @@ pub(super) async fn apply(
             if m.deleted_at.is_some() {
                 return Err(DomainError::AlreadyDeleted);
             }
-            let seqs = counters.pair(&m)?;
-            tx.edit_message(&m.id, &m.content, body.as_str(), now)
-                .await?;
-            append_both(
-                tx,
-                &m.sender_id,
-                &m.receiver_id,
-                seqs,
-                ChangeType::MessageEdited,
-                &m.id,
-                &m.sender_id,
-                now,
-            )
-            .await?;
+            let seqs = pair(snap, &m)?;
+            let content = body.as_str().to_string();
+            w.edits
+                .push((m.id.clone(), m.content.clone(), content.clone()));
+            record(w, &m, seqs, ChangeType::MessageEdited, &m.sender_id, now);
+            if let Some(stored) = snap.messages.get_mut(&m.id) {
+                stored.content = content.clone();
+            }
             Ok(Outcome::Edited {
                 message_id: m.id,
                 sender_id: m.sender_id,
                 receiver_id: m.receiver_id,
-                content: body.as_str().to_string(),
+                content,
                 edited_at: now,
                 seqs,
             })
         }
 
         Command::Delete { actor, message } => {
-            let m = existing_for(tx, message, actor).await?;
+            let m = existing_for(snap, &message.as_string(), &actor.as_string())?;
             if m.sender_id != actor.as_string() {
                 return Err(DomainError::Forbidden(
                     "only the sender may delete a message".into(),
@@ -181,19 +196,13 @@ pub(super) async fn apply(
             if m.deleted_at.is_some() {
                 return Err(DomainError::AlreadyDeleted);
             }
-            let seqs = counters.pair(&m)?;
-            tx.soft_delete(&m.id, DELETED_CONTENT, now).await?;
-            append_both(
-                tx,
-                &m.sender_id,
-                &m.receiver_id,
-                seqs,
-                ChangeType::MessageDeleted,
-                &m.id,
-                &m.sender_id,
-                now,
-            )
-            .await?;
+            let seqs = pair(snap, &m)?;
+            w.deletes.push(m.id.clone());
+            record(w, &m, seqs, ChangeType::MessageDeleted, &m.sender_id, now);
+            if let Some(stored) = snap.messages.get_mut(&m.id) {
+                stored.deleted_at = Some(now);
+                stored.content = DELETED_CONTENT.to_string();
+            }
             Ok(Outcome::Deleted {
                 message_id: m.id,
                 sender_id: m.sender_id,
@@ -208,39 +217,29 @@ pub(super) async fn apply(
             message,
             kind,
         } => {
-            let m = existing_for(tx, message, actor).await?;
+            let m = existing_for(snap, &message.as_string(), &actor.as_string())?;
             if m.receiver_id != actor.as_string() {
                 return Err(DomainError::Forbidden(format!(
                     "only the receiver may mark a message {}",
                     kind.verb()
                 )));
             }
-            let table = match kind {
-                ReceiptKind::Delivered => ReceiptTable::Delivery,
-                ReceiptKind::Read => ReceiptTable::Read,
+            let (table, change) = match kind {
+                ReceiptKind::Delivered => (ReceiptTable::Delivery, ChangeType::MessageDelivered),
+                ReceiptKind::Read => (ReceiptTable::Read, ChangeType::MessageRead),
             };
-            let (at, stored_now) = tx.insert_receipt(table, &m.id, &m.receiver_id, now).await?;
             // A receipt is stored once; repeating it changes nothing and tells no one.
-            let seqs = if stored_now {
-                let seqs = counters.pair(&m)?;
-                let change = match kind {
-                    ReceiptKind::Delivered => ChangeType::MessageDelivered,
-                    ReceiptKind::Read => ChangeType::MessageRead,
-                };
-                append_both(
-                    tx,
-                    &m.sender_id,
-                    &m.receiver_id,
-                    seqs,
-                    change,
-                    &m.id,
-                    &m.receiver_id,
-                    at,
-                )
-                .await?;
-                Some(seqs)
-            } else {
-                None
+            let key = (m.id.clone(), table);
+            let (at, seqs) = match snap.receipts.get(&key) {
+                Some(at) => (*at, None),
+                None => {
+                    let seqs = pair(snap, &m)?;
+                    w.receipts
+                        .push((table, m.id.clone(), m.receiver_id.clone()));
+                    record(w, &m, seqs, change, &m.receiver_id, now);
+                    snap.receipts.insert(key, now);
+                    (now, Some(seqs))
+                }
             };
             Ok(Outcome::Receipt {
                 kind: *kind,
@@ -256,31 +255,211 @@ pub(super) async fn apply(
 
 /// The message, if it exists and `actor` is one of its parties. A stranger learns nothing,
 /// not even that the id exists.
-async fn existing_for(
-    tx: &mut WriteTx,
-    id: &crate::domain::MessageId,
-    actor: &crate::domain::UserId,
-) -> Result<MessageState, DomainError> {
-    let actor = actor.as_string();
-    match tx.message_state(&id.as_string()).await? {
-        Some(m) if m.sender_id == actor || m.receiver_id == actor => Ok(m),
+fn existing_for(snap: &Snapshot, id: &str, actor: &str) -> Result<MessageState, DomainError> {
+    match snap.messages.get(id) {
+        Some(m) if m.sender_id == actor || m.receiver_id == actor => Ok(m.clone()),
         _ => Err(DomainError::NotFound("message not found".into())),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn append_both(
-    tx: &mut WriteTx,
-    sender: &str,
-    receiver: &str,
+fn next(snap: &mut Snapshot, user: &str) -> Result<i64, DomainError> {
+    let seq = snap.counters.get_mut(user).ok_or_else(|| {
+        DomainError::internal(anyhow::anyhow!("counter of {user} was not locked"))
+    })?;
+    *seq += 1;
+    Ok(*seq)
+}
+
+/// One number for each party of a message.
+fn pair(snap: &mut Snapshot, m: &MessageState) -> Result<Seqs, DomainError> {
+    Ok(Seqs {
+        sender: next(snap, &m.sender_id)?,
+        receiver: next(snap, &m.receiver_id)?,
+    })
+}
+
+/// The change-log entries of one change: one in each party's feed.
+fn record(
+    w: &mut WriteSet,
+    m: &MessageState,
     seqs: Seqs,
     kind: ChangeType,
-    message_id: &str,
     actor: &str,
     at: Millis,
-) -> Result<(), StoreError> {
-    tx.append_change(sender, seqs.sender, kind, message_id, actor, at)
-        .await?;
-    tx.append_change(receiver, seqs.receiver, kind, message_id, actor, at)
-        .await
+) {
+    for (user, seq) in [(&m.sender_id, seqs.sender), (&m.receiver_id, seqs.receiver)] {
+        w.changes.push(ChangeRow {
+            user_id: user.clone(),
+            seq,
+            kind,
+            message_id: m.id.clone(),
+            actor_id: actor.to_string(),
+            at,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientMessageId, MessageBody, MessageId, UserId};
+
+    struct World {
+        snap: Snapshot,
+        a: UserId,
+        b: UserId,
+        ids: u32,
+    }
+
+    impl World {
+        fn new() -> World {
+            let (a, b) = (UserId::new(), UserId::new());
+            let mut snap = Snapshot::default();
+            snap.counters.insert(a.as_string(), 0);
+            snap.counters.insert(b.as_string(), 0);
+            World { snap, a, b, ids: 0 }
+        }
+
+        fn run(&mut self, cmds: &[Command]) -> (Vec<Result<Outcome, DomainError>>, WriteSet) {
+            let refs: Vec<&Command> = cmds.iter().collect();
+            let ids = &mut self.ids;
+            plan(&mut self.snap, &refs, 1_000, || {
+                *ids += 1;
+                MessageId::new().as_string()
+            })
+        }
+
+        fn send(&self, from: UserId, to: UserId, cid: Option<&str>) -> Command {
+            Command::Send {
+                sender: from,
+                receiver: to,
+                body: MessageBody::parse("hi").unwrap(),
+                client_message_id: cid.map(|c| ClientMessageId::parse(c).unwrap()),
+            }
+        }
+    }
+
+    fn sent_id(r: &Result<Outcome, DomainError>) -> String {
+        match r {
+            Ok(Outcome::Sent(s)) => s.message_id.clone(),
+            other => panic!("expected Sent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_send_numbers_both_feeds_and_a_retry_in_the_same_batch_stores_nothing() {
+        let mut w = World::new();
+        let cmds = [w.send(w.a, w.b, Some("t1")), w.send(w.a, w.b, Some("t1"))];
+        let (results, writes) = w.run(&cmds);
+        assert_eq!(sent_id(&results[0]), sent_id(&results[1]));
+        assert!(matches!(&results[1], Ok(Outcome::Sent(s)) if s.duplicate));
+        assert_eq!(writes.messages.len(), 1);
+        assert_eq!(writes.changes.len(), 2);
+        assert_eq!(writes.counters[&w.a.as_string()], 1);
+        assert_eq!(writes.counters[&w.b.as_string()], 1);
+    }
+
+    #[test]
+    fn refused_commands_take_no_number() {
+        let mut w = World::new();
+        let stranger = UserId::new();
+        let cmds = [
+            w.send(w.a, w.a, None),
+            w.send(w.a, stranger, None),
+            w.send(w.a, w.b, None),
+        ];
+        let (results, writes) = w.run(&cmds);
+        assert!(matches!(results[0], Err(DomainError::Validation(_))));
+        assert!(matches!(results[1], Err(DomainError::NotFound(_))));
+        assert!(results[2].is_ok());
+        let seqs: Vec<i64> = writes.changes.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, [1, 1], "one number in each feed, no gap");
+    }
+
+    #[test]
+    fn edit_delete_and_receipt_rules() {
+        let mut w = World::new();
+        let (results, _) = w.run(&[w.send(w.a, w.b, None)]);
+        let id = MessageId::parse(&sent_id(&results[0])).unwrap();
+        let edit = |actor| Command::Edit {
+            actor,
+            message: id,
+            body: MessageBody::parse("v2").unwrap(),
+        };
+        let read = |actor| Command::Receipt {
+            actor,
+            message: id,
+            kind: ReceiptKind::Read,
+        };
+        let (a, b) = (w.a, w.b);
+        let cmds = [
+            edit(b),
+            edit(a),
+            read(a),
+            read(b),
+            read(b),
+            Command::Delete {
+                actor: b,
+                message: id,
+            },
+            Command::Delete {
+                actor: a,
+                message: id,
+            },
+            edit(a),
+            Command::Delete {
+                actor: a,
+                message: id,
+            },
+        ];
+        let (r, writes) = w.run(&cmds);
+        assert!(
+            matches!(r[0], Err(DomainError::Forbidden(_))),
+            "receiver edits"
+        );
+        assert!(matches!(r[1], Ok(Outcome::Edited { .. })));
+        assert!(
+            matches!(r[2], Err(DomainError::Forbidden(_))),
+            "sender marks read"
+        );
+        assert!(matches!(r[3], Ok(Outcome::Receipt { seqs: Some(_), .. })));
+        assert!(
+            matches!(r[4], Ok(Outcome::Receipt { seqs: None, .. })),
+            "stored once"
+        );
+        assert!(
+            matches!(r[5], Err(DomainError::Forbidden(_))),
+            "receiver deletes"
+        );
+        assert!(matches!(r[6], Ok(Outcome::Deleted { .. })));
+        assert!(
+            matches!(r[7], Err(DomainError::AlreadyDeleted)),
+            "edit after delete"
+        );
+        assert!(
+            matches!(r[8], Err(DomainError::AlreadyDeleted)),
+            "delete twice"
+        );
+        assert_eq!(writes.edits.len(), 1);
+        assert_eq!(writes.deletes.len(), 1);
+        assert_eq!(writes.receipts.len(), 1);
+        // send (1) + edit (2) + read (3) + delete (4) in both feeds
+        assert_eq!(writes.counters[&a.as_string()], 4);
+        assert_eq!(writes.counters[&b.as_string()], 4);
+    }
+
+    #[test]
+    fn strangers_learn_nothing() {
+        let mut w = World::new();
+        let (results, _) = w.run(&[w.send(w.a, w.b, None)]);
+        let id = MessageId::parse(&sent_id(&results[0])).unwrap();
+        let eve = UserId::new();
+        w.snap.counters.insert(eve.as_string(), 0);
+        let (r, writes) = w.run(&[Command::Delete {
+            actor: eve,
+            message: id,
+        }]);
+        assert!(matches!(r[0], Err(DomainError::NotFound(_))));
+        assert!(writes.changes.is_empty() && writes.messages.is_empty());
+    }
 }

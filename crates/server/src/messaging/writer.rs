@@ -10,13 +10,18 @@
 //! If a batch fails as a whole (a database error, a serialization conflict), each of its
 //! commands is retried alone, so one bad command cannot fail its neighbours.
 
+use std::collections::{BTreeMap, HashMap};
+
+use nexus_protocol::events::DELETED_CONTENT;
 use tokio::sync::{mpsc, oneshot};
 
-use super::rules::{apply, participants, Counters};
+use super::rules::{participants, plan, Snapshot};
 use super::{Command, Outcome};
 use crate::clock::now_ms;
+use crate::domain::MessageId;
 use crate::error::DomainError;
-use crate::store::{Store, StoreError};
+use crate::store::writes::{LockedUser, NewMessage, Writes};
+use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
 /// Most commands applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -113,58 +118,156 @@ async fn run_batch(store: &Store, jobs: Vec<Job>) {
     }
 }
 
-/// One transaction for all `cmds`. Domain refusals are per command; a database error fails
-/// the batch (and nothing of it is committed).
+/// One transaction for all `cmds`: load what they read (counters under lock), let the
+/// rules decide, store the result in a few multi-row statements, commit. Domain refusals
+/// are per command; a database error fails the batch (and nothing of it is committed).
 #[tracing::instrument(skip_all, fields(batch = cmds.len()), err)]
 async fn apply_batch(
     store: &Store,
     cmds: &[&Command],
 ) -> Result<Vec<Result<Outcome, DomainError>>, StoreError> {
     let mut tx = store.begin_write().await?;
-    let mut users = Vec::with_capacity(cmds.len() * 2);
-    for cmd in cmds {
-        users.extend(participants(&mut tx, cmd).await?);
-    }
-    let mut counters = Counters(tx.lock_counters(users).await?);
-    let before = counters.0.clone();
-    let now = now_ms();
-    let mut results = Vec::with_capacity(cmds.len());
-    for cmd in cmds {
-        match apply(&mut tx, &mut counters, cmd, now).await {
-            Err(DomainError::Internal(e)) => {
-                // Unexpected: abandon the whole transaction.
-                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
-                    "{e:#}"
-                ))));
-            }
-            other => results.push(other),
-        }
-    }
-    let changed: std::collections::BTreeMap<String, i64> = counters
-        .0
-        .into_iter()
-        .filter(|(user, seq)| before.get(user) != Some(seq))
-        .collect();
-    tx.store_counters(&changed).await?;
-    // The full messages the transports deliver, read in the same transaction.
-    let sent_ids: Vec<String> = results
+
+    // The messages edits, deletes and receipts name: their parties never change, so they
+    // can be read before the locks to learn whose counters to take.
+    let mut named: Vec<String> = cmds
         .iter()
-        .filter_map(|r| match r {
-            Ok(Outcome::Sent(s)) => Some(s.message_id.clone()),
+        .filter_map(|c| match c {
+            Command::Send { .. } => None,
+            Command::Edit { message, .. }
+            | Command::Delete { message, .. }
+            | Command::Receipt { message, .. } => Some(message.as_string()),
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    let before_lock = tx.message_states(&named).await?;
+    let users = cmds.iter().flat_map(|c| participants(c, &before_lock));
+    let locked = tx.lock_users(users).await?;
+
+    // Under the locks nobody else changes these users' messages: read their state now.
+    let mut snapshot = Snapshot {
+        counters: locked.iter().map(|(u, l)| (u.clone(), l.seq)).collect(),
+        messages: if named.is_empty() {
+            Default::default()
+        } else {
+            tx.message_states(&named).await?
+        },
+        ..Default::default()
+    };
+    let client_ids: Vec<(String, String)> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send {
+                sender,
+                client_message_id: Some(cid),
+                ..
+            } => Some((sender.as_string(), cid.as_str().to_string())),
             _ => None,
         })
         .collect();
-    let loaded: std::collections::HashMap<String, _> = tx
-        .load_messages(&sent_ids)
+    if !client_ids.is_empty() {
+        snapshot.by_client_id = tx.messages_by_client_ids(&client_ids).await?;
+    }
+    let receipt_ids: Vec<String> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Receipt { message, .. } => Some(message.as_string()),
+            _ => None,
+        })
+        .collect();
+    if !receipt_ids.is_empty() {
+        snapshot.receipts = tx.receipts_of(&receipt_ids).await?;
+    }
+
+    let now = now_ms();
+    let before = snapshot.counters.clone();
+    let (mut results, writes) = plan(&mut snapshot, cmds, now, || MessageId::new().as_string());
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(DomainError::Internal(_))))
+    {
+        return Err(StoreError::Database(sqlx::Error::Protocol(
+            "a command failed unexpectedly".into(),
+        )));
+    }
+    let changed: BTreeMap<String, i64> = writes
+        .counters
+        .iter()
+        .filter(|(user, seq)| before.get(*user) != Some(*seq))
+        .map(|(u, s)| (u.clone(), *s))
+        .collect();
+    let positions = tx
+        .write(&Writes {
+            messages: &writes.messages,
+            changes: &writes.changes,
+            edits: &writes.edits,
+            deletes: &writes.deletes,
+            tombstone: DELETED_CONTENT,
+            receipts: &writes.receipts,
+            counters: &changed,
+            now,
+        })
+        .await?;
+
+    // The messages the transports deliver: new ones from what was just written, retried
+    // ones from the database.
+    let new: HashMap<&str, &NewMessage> =
+        writes.messages.iter().map(|m| (m.id.as_str(), m)).collect();
+    let retried: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Outcome::Sent(s)) if s.duplicate => Some(s.message_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let loaded: HashMap<String, StoredMessage> = tx
+        .load_messages(&retried)
         .await?
         .into_iter()
         .map(|m| (m.row.id.clone(), m))
         .collect();
     for r in results.iter_mut() {
         if let Ok(Outcome::Sent(s)) = r {
-            s.message = loaded.get(&s.message_id).cloned().map(Box::new);
+            s.message = match new.get(s.message_id.as_str()) {
+                Some(m) => stored_message(m, &locked, &positions),
+                None => loaded.get(&s.message_id).cloned(),
+            }
+            .map(Box::new);
         }
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// A just-inserted message as the transports need it (no receipts yet).
+fn stored_message(
+    m: &NewMessage,
+    users: &BTreeMap<String, LockedUser>,
+    positions: &HashMap<String, i64>,
+) -> Option<StoredMessage> {
+    let (sender, receiver) = (users.get(&m.sender_id)?, users.get(&m.receiver_id)?);
+    Some(StoredMessage {
+        row: MessageRow {
+            pos: *positions.get(&m.id)?,
+            id: m.id.clone(),
+            sender_id: m.sender_id.clone(),
+            receiver_id: m.receiver_id.clone(),
+            content: m.content.clone(),
+            created_at: m.created_at,
+            edited_at: None,
+            deleted_at: None,
+            is_encrypted: 0,
+            encryption_key_id: None,
+            client_message_id: m.client_message_id.clone(),
+            sender_seq: m.sender_seq,
+            receiver_seq: m.receiver_seq,
+            sender_name: sender.name.clone(),
+            sender_email: sender.email.clone(),
+            receiver_name: receiver.name.clone(),
+            receiver_email: receiver.email.clone(),
+        },
+        reads: Vec::new(),
+        deliveries: Vec::new(),
+    })
 }

@@ -93,7 +93,8 @@ impl Store {
                             // checkpoint) makes us wait, not fail.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
                             )
                             .await?;
                         }

@@ -1,14 +1,20 @@
-//! The write primitives of one transaction. The messaging layer decides what to write (every
-//! rule lives there); this module only knows how.
+//! The write side of one transaction: loading what a batch of commands reads, and storing
+//! what it writes in a few multi-row statements. The messaging layer decides what to write
+//! (every rule lives there); this module only knows how.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nexus_protocol::ChangeType;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 use sqlx::{Any, Transaction};
 
 use super::messages::messages_by_ids;
-use super::{Backend, Store, StoreError, StoredMessage};
+use super::{placeholders, Backend, Store, StoreError, StoredMessage};
 use crate::clock::Millis;
+
+/// Rows per multi-row statement: well under both engines' limits on bound parameters.
+const CHUNK: usize = 400;
 
 /// What the rules need to know about an existing message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -22,19 +28,34 @@ pub struct MessageState {
     pub sender_seq: i64,
 }
 
+const STATE_COLUMNS: &str =
+    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq";
+
 /// A new message row.
-pub struct NewMessage<'a> {
-    pub id: &'a str,
-    pub sender_id: &'a str,
-    pub receiver_id: &'a str,
-    pub content: &'a str,
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub sender_id: String,
+    pub receiver_id: String,
+    pub content: String,
     pub created_at: Millis,
-    pub client_message_id: Option<&'a str>,
+    pub client_message_id: Option<String>,
     pub sender_seq: i64,
     pub receiver_seq: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One entry of a user's change log.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub user_id: String,
+    pub seq: i64,
+    pub kind: ChangeType,
+    pub message_id: String,
+    pub actor_id: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptTable {
     Read,
     Delivery,
@@ -47,6 +68,28 @@ impl ReceiptTable {
             ReceiptTable::Delivery => ("delivery_receipts", "delivered_at"),
         }
     }
+}
+
+/// A locked change counter and its user's public name and e-mail.
+#[derive(Debug, Clone)]
+pub struct LockedUser {
+    pub seq: i64,
+    pub name: String,
+    pub email: String,
+}
+
+/// Everything the write path stores at once (see `messaging::rules::WriteSet`).
+pub struct Writes<'a> {
+    pub messages: &'a [NewMessage],
+    pub changes: &'a [ChangeRow],
+    /// (message id, previous content, new content)
+    pub edits: &'a [(String, String, String)],
+    pub deletes: &'a [String],
+    pub tombstone: &'a str,
+    /// (table, message id, receiver id)
+    pub receipts: &'a [(ReceiptTable, String, String)],
+    pub counters: &'a BTreeMap<String, i64>,
+    pub now: Millis,
 }
 
 pub struct WriteTx {
@@ -63,200 +106,247 @@ impl Store {
     }
 }
 
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
 impl WriteTx {
     /// Takes the change counters of `users` under lock, in sorted order (so two
-    /// transactions touching the same users can never deadlock) and returns their current
-    /// values. Users without a counter (unknown ids) are absent from the answer.
+    /// transactions touching the same users never deadlock), with each user's name and
+    /// e-mail. Unknown users are absent from the answer.
     ///
     /// On PostgreSQL the row locks are held until commit, which is what makes sequence
     /// numbers follow commit order. On SQLite the transaction holds the database's single
     /// write lock, which serialises writers the same way.
-    pub async fn lock_counters(
+    pub async fn lock_users(
         &mut self,
         users: impl IntoIterator<Item = String>,
-    ) -> Result<BTreeMap<String, i64>, StoreError> {
+    ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
         let mut sorted: Vec<String> = users.into_iter().collect();
         sorted.sort();
         sorted.dedup();
-        let sql = match self.backend {
-            Backend::Postgres => "SELECT seq FROM user_seqs WHERE user_id = $1 FOR UPDATE",
-            Backend::Sqlite => "SELECT seq FROM user_seqs WHERE user_id = $1",
-        };
-        let mut counters = BTreeMap::new();
-        for user in sorted {
-            let seq: Option<i64> = sqlx::query_scalar(sql)
-                .bind(&user)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-            if let Some(seq) = seq {
-                counters.insert(user, seq);
+        let mut locked = BTreeMap::new();
+        for chunk in sorted.chunks(CHUNK) {
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE OF c",
+                Backend::Sqlite => "",
+            };
+            let sql = format!(
+                "SELECT c.user_id, c.seq, u.name, u.email FROM user_seqs c \
+                 JOIN users u ON u.id = c.user_id WHERE c.user_id IN ({}) \
+                 ORDER BY c.user_id{lock}",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, i64, String, String)>(&sql);
+            for u in chunk {
+                q = q.bind(u);
+            }
+            for (user, seq, name, email) in q.fetch_all(&mut *self.tx).await? {
+                locked.insert(user, LockedUser { seq, name, email });
             }
         }
-        Ok(counters)
+        Ok(locked)
     }
 
-    /// Stores the counters' new values.
-    pub async fn store_counters(
+    /// The messages with these ids (missing ids are absent).
+    pub async fn message_states(
         &mut self,
-        counters: &BTreeMap<String, i64>,
-    ) -> Result<(), StoreError> {
-        for (user, seq) in counters {
-            sqlx::query("UPDATE user_seqs SET seq = $2 WHERE user_id = $1")
-                .bind(user)
-                .bind(*seq)
+        ids: &[String],
+    ) -> Result<HashMap<String, MessageState>, StoreError> {
+        let mut states = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {STATE_COLUMNS} FROM messages WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, MessageState>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for m in q.fetch_all(&mut *self.tx).await? {
+                states.insert(m.id.clone(), m);
+            }
+        }
+        Ok(states)
+    }
+
+    /// Messages already stored under these (sender, client message id) keys.
+    pub async fn messages_by_client_ids(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {STATE_COLUMNS}, client_message_id FROM messages \
+                 WHERE client_message_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<
+                _,
+                (
+                    String,
+                    String,
+                    String,
+                    String,
+                    Millis,
+                    Option<Millis>,
+                    i64,
+                    String,
+                ),
+            >(&sql);
+            for (_, cid) in chunk {
+                q = q.bind(cid);
+            }
+            for (id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, cid) in
+                q.fetch_all(&mut *self.tx).await?
+            {
+                let key = (sender_id.clone(), cid);
+                if chunk.contains(&key) {
+                    found.insert(
+                        key,
+                        MessageState {
+                            id,
+                            sender_id,
+                            receiver_id,
+                            content,
+                            created_at,
+                            deleted_at,
+                            sender_seq,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The receipts stored for these messages, with their time.
+    pub async fn receipts_of(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+        let mut found = HashMap::new();
+        for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
+            let (name, column) = table.table_and_column();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT message_id, {column} FROM {name} WHERE message_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query_as::<_, (String, Millis)>(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for (id, at) in q.fetch_all(&mut *self.tx).await? {
+                    found.insert((id, table), at);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores a batch's writes. New messages get their history position back.
+    pub async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
+        let mut positions = HashMap::new();
+        for chunk in w.messages.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
+                 client_message_id, sender_seq, receiver_seq) VALUES {} RETURNING id, pos",
+                rows(chunk.len(), 8)
+            );
+            let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+            for m in chunk {
+                q = q
+                    .bind(&m.id)
+                    .bind(&m.sender_id)
+                    .bind(&m.receiver_id)
+                    .bind(&m.content)
+                    .bind(m.created_at)
+                    .bind(&m.client_message_id)
+                    .bind(m.sender_seq)
+                    .bind(m.receiver_seq);
+            }
+            positions.extend(
+                q.fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(StoreError::from_insert)?,
+            );
+        }
+        for chunk in w.changes.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) VALUES {}",
+                rows(chunk.len(), 6)
+            );
+            let mut q: AnyQuery<'_> = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(&c.user_id)
+                    .bind(c.seq)
+                    .bind(c.kind.as_str())
+                    .bind(&c.message_id)
+                    .bind(&c.actor_id)
+                    .bind(c.at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for (id, old, new) in w.edits {
+            sqlx::query(
+                "INSERT INTO message_edits (message_id, content, replaced_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(old)
+            .bind(w.now)
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query("UPDATE messages SET content = $2, edited_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(new)
+                .bind(w.now)
                 .execute(&mut *self.tx)
                 .await?;
         }
-        Ok(())
-    }
-
-    pub async fn message_state(&mut self, id: &str) -> Result<Option<MessageState>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq \
-             FROM messages WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?)
-    }
-
-    /// The message `sender` already sent with this client id, if any.
-    pub async fn message_by_client_id(
-        &mut self,
-        sender: &str,
-        client_message_id: &str,
-    ) -> Result<Option<MessageState>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq \
-             FROM messages WHERE sender_id = $1 AND client_message_id = $2",
-        )
-        .bind(sender)
-        .bind(client_message_id)
-        .fetch_optional(&mut *self.tx)
-        .await?)
-    }
-
-    pub async fn insert_message(&mut self, m: NewMessage<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
-             client_message_id, sender_seq, receiver_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(m.id)
-        .bind(m.sender_id)
-        .bind(m.receiver_id)
-        .bind(m.content)
-        .bind(m.created_at)
-        .bind(m.client_message_id)
-        .bind(m.sender_seq)
-        .bind(m.receiver_seq)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(StoreError::from_insert)?;
-        Ok(())
-    }
-
-    /// Keeps the old content in the edit history and stores the new one.
-    pub async fn edit_message(
-        &mut self,
-        id: &str,
-        old_content: &str,
-        new_content: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO message_edits (message_id, content, replaced_at) VALUES ($1, $2, $3)",
-        )
-        .bind(id)
-        .bind(old_content)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query("UPDATE messages SET content = $2, edited_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(new_content)
-            .bind(at)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Keeps the row, replaces its content with `tombstone` and forgets its edit history.
-    pub async fn soft_delete(
-        &mut self,
-        id: &str,
-        tombstone: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET content = $2, deleted_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(tombstone)
-            .bind(at)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query("DELETE FROM message_edits WHERE message_id = $1")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Stores a receipt unless one exists. Returns the time of the receipt that is stored now
-    /// and whether this call stored it.
-    pub async fn insert_receipt(
-        &mut self,
-        table: ReceiptTable,
-        message_id: &str,
-        user_id: &str,
-        at: Millis,
-    ) -> Result<(Millis, bool), StoreError> {
-        let (table, column) = table.table_and_column();
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO {table} (message_id, user_id, {column}) VALUES ($1, $2, $3) \
-             ON CONFLICT (message_id, user_id) DO NOTHING"
-        ))
-        .bind(message_id)
-        .bind(user_id)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            return Ok((at, true));
+        for id in w.deletes {
+            // The row stays; its content and its edit history do not.
+            sqlx::query("UPDATE messages SET content = $2, deleted_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(w.tombstone)
+                .bind(w.now)
+                .execute(&mut *self.tx)
+                .await?;
+            sqlx::query("DELETE FROM message_edits WHERE message_id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
         }
-        let existing: Millis = sqlx::query_scalar(&format!(
-            "SELECT {column} FROM {table} WHERE message_id = $1 AND user_id = $2"
-        ))
-        .bind(message_id)
-        .bind(user_id)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        Ok((existing, false))
-    }
-
-    pub async fn append_change(
-        &mut self,
-        user_id: &str,
-        seq: i64,
-        kind: ChangeType,
-        message_id: &str,
-        actor_id: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(user_id)
-        .bind(seq)
-        .bind(kind.as_str())
-        .bind(message_id)
-        .bind(actor_id)
-        .bind(at)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
+            let (name, column) = table.table_and_column();
+            let of_table: Vec<_> = w.receipts.iter().filter(|r| r.0 == table).collect();
+            for chunk in of_table.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO {name} (message_id, user_id, {column}) VALUES {} \
+                     ON CONFLICT (message_id, user_id) DO NOTHING",
+                    rows(chunk.len(), 3)
+                );
+                let mut q: AnyQuery<'_> = sqlx::query(&sql);
+                for (_, message_id, user_id) in chunk {
+                    q = q.bind(message_id).bind(user_id).bind(w.now);
+                }
+                q.execute(&mut *self.tx).await?;
+            }
+        }
+        let counters: Vec<(&String, &i64)> = w.counters.iter().collect();
+        for chunk in counters.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO user_seqs (user_id, seq) VALUES {} \
+                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
+                rows(chunk.len(), 2)
+            );
+            let mut q: AnyQuery<'_> = sqlx::query(&sql);
+            for (user, seq) in chunk {
+                q = q.bind(*user).bind(**seq);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(positions)
     }
 
     pub async fn load_messages(
@@ -270,4 +360,12 @@ impl WriteTx {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// `($1, $2), ($3, $4), …`: `n` rows of `width` placeholders.
+fn rows(n: usize, width: usize) -> String {
+    (0..n)
+        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
