@@ -170,7 +170,7 @@ impl Application {
 
 fn cors(frontend_url: Option<&str>) -> CorsLayer {
     let origin = match frontend_url.and_then(|u| u.parse::<HeaderValue>().ok()) {
-        Some(origin) => AllowOrigin::exact(origin),
+        Some(origin) => AllowOrigin::list([origin]),
         None => AllowOrigin::list(std::iter::empty::<HeaderValue>()),
     };
     CorsLayer::new()

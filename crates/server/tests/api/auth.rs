@@ -174,3 +174,20 @@ async fn expired_token(app: &TestApp, user: &str) -> String {
     )
     .unwrap()
 }
+
+on_both_backends! {
+    async fn cors_allows_exactly_the_frontend_origin(app, config: |c: &mut nexus::config::Config| c.frontend_url = Some("http://localhost:5173".into())) {
+        for path in ["/auth/login", "/socket.io/?EIO=4&transport=polling"] {
+            let ok = app.client.request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", "http://localhost:5173")
+                .header("access-control-request-method", "POST")
+                .send().await.unwrap();
+            assert_eq!(ok.headers()["access-control-allow-origin"], "http://localhost:5173", "{path}");
+            let other = app.client.request(reqwest::Method::OPTIONS, app.url(path))
+                .header("origin", "http://evil.example")
+                .header("access-control-request-method", "POST")
+                .send().await.unwrap();
+            assert!(!other.headers().contains_key("access-control-allow-origin"), "{path}");
+        }
+    }
+}

@@ -73,3 +73,31 @@ fn help_documents_every_variable() {
         assert!(help.contains(var), "{var} missing from --help");
     }
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .current_dir(dir.path())
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/n.db", dir.path().display()),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(log["message"], "nexus listening", "{line}");
+    assert_eq!(log["backend"], "sqlite");
+}
