@@ -142,3 +142,16 @@ test('messages sent just before the sender disconnects are still stored and deli
     await server.stop();
   }
 });
+
+test('a socket lives no longer than its token: FORCE_DISCONNECT token_expired', async () => {
+  const server = await startServer({ JWT_EXPIRES_IN_SECONDS: '2' });
+  try {
+    const ada = await register(server.base, 'Ada');
+    const s = await online(server.base, ada);
+    const closed = new Promise((resolve) => s.on('disconnect', resolve));
+    assert.deepEqual(await waitFor(s, 'FORCE_DISCONNECT', () => true, 6000), { reason: 'token_expired' });
+    await closed;
+  } finally {
+    await server.stop();
+  }
+});

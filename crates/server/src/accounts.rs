@@ -29,6 +29,13 @@ struct Claims {
     exp: u64,
 }
 
+/// An authenticated connection: who, and until when (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    pub user: UserId,
+    pub expires_at_secs: u64,
+}
+
 /// Signs and verifies access tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -64,10 +71,18 @@ impl Tokens {
 
     /// The user a token names, if its signature, algorithm and expiry are valid.
     pub fn verify(&self, token: &str) -> Result<UserId, DomainError> {
+        self.verify_session(token).map(|s| s.user)
+    }
+
+    /// The user a token names and when it stops being valid.
+    pub fn verify_session(&self, token: &str) -> Result<Session, DomainError> {
         let unauthorized = || DomainError::Unauthorized("Unauthorized".into());
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| unauthorized())?;
-        UserId::parse(&data.claims.sub).map_err(|_| unauthorized())
+        Ok(Session {
+            user: UserId::parse(&data.claims.sub).map_err(|_| unauthorized())?,
+            expires_at_secs: data.claims.exp,
+        })
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::presence::TYPING_TTL;
 use super::user_room;
+use crate::accounts::Session;
 use crate::app::AppState;
 use crate::clock::{iso, now_ms};
 use crate::domain::UserId;
@@ -59,11 +60,12 @@ type InFlight = Pin<
 >;
 
 pub(super) async fn on_connect(state: AppState, s: SocketRef) {
-    let Some(user) = s.extensions.get::<UserId>() else {
+    let Some(session) = s.extensions.get::<Session>() else {
         // The auth middleware always sets it; refuse rather than guess.
         let _ = s.disconnect();
         return;
     };
+    let user = session.user;
     let user_id = user.as_string();
     // Join first: nothing committed after the seq read below can be missed.
     s.join(user_room(&user_id));
@@ -93,7 +95,7 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
     tokio::spawn(serve(
         state.clone(),
         s.clone(),
-        user,
+        session,
         events,
         closed.clone(),
     ));
@@ -128,12 +130,18 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
 async fn serve(
     state: AppState,
     s: SocketRef,
-    user: UserId,
+    session: Session,
     mut events: mpsc::Receiver<Incoming>,
     closed: Arc<Notify>,
 ) {
+    let user = session.user;
     let idle = state.gateway.idle_timeout;
     let mut deadline = Instant::now() + idle;
+    // The socket lives no longer than the token it was opened with.
+    let token_left = session
+        .expires_at_secs
+        .saturating_sub((now_ms() / 1000).max(0) as u64);
+    let expiry = Instant::now() + std::time::Duration::from_secs(token_left);
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     let (mut closing, mut drained) = (false, false);
     while !(drained && in_flight.is_empty()) {
@@ -171,16 +179,31 @@ async fn serve(
                 events.close();
             }
             _ = tokio::time::sleep_until(deadline), if !closing => {
-                let _ = s.emit(events::FORCE_DISCONNECT, &ForceDisconnect { reason: "idle_timeout".into() });
-                tracing::debug!(sid = %s.id, "idle timeout");
-                // Let the goodbye be written before the transport closes.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                let _ = s.clone().disconnect();
+                force_disconnect(&s, "idle_timeout").await;
+                closing = true;
+                events.close();
+            }
+            _ = tokio::time::sleep_until(expiry), if !closing => {
+                force_disconnect(&s, "token_expired").await;
                 closing = true;
                 events.close();
             }
         }
     }
+}
+
+/// `FORCE_DISCONNECT {reason}`, then close the socket.
+async fn force_disconnect(s: &SocketRef, reason: &str) {
+    let _ = s.emit(
+        events::FORCE_DISCONNECT,
+        &ForceDisconnect {
+            reason: reason.into(),
+        },
+    );
+    tracing::debug!(sid = %s.id, reason, "force disconnect");
+    // Let the goodbye be written before the transport closes.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let _ = s.clone().disconnect();
 }
 
 fn temp_id(data: Option<&Value>) -> Option<String> {

@@ -15,7 +15,6 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 
 use crate::app::AppState;
-use crate::domain::UserId;
 use crate::messaging::notify::Notification;
 
 mod handlers;
@@ -119,11 +118,11 @@ fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<
             .map(str::to_string)
     };
     let token = from_auth.or_else(from_header).ok_or("Unauthorized")?;
-    let user: UserId = state
+    let session = state
         .accounts
         .tokens()
-        .verify(&token)
+        .verify_session(&token)
         .map_err(|_| "Unauthorized")?;
-    s.extensions.insert(user);
+    s.extensions.insert(session);
     Ok(())
 }
