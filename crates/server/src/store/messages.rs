@@ -144,11 +144,8 @@ impl Store {
         let me = me.as_string();
         let mut conn = self.read.acquire().await?;
         let last: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT other_id, MAX(pos) AS last_pos FROM ( \
-               SELECT receiver_id AS other_id, pos FROM messages WHERE sender_id = $1 \
-               UNION ALL \
-               SELECT sender_id AS other_id, pos FROM messages WHERE receiver_id = $1 \
-             ) AS t GROUP BY other_id ORDER BY last_pos DESC",
+            "SELECT other_id, last_pos FROM conversations WHERE user_id = $1 \
+             ORDER BY last_pos DESC",
         )
         .bind(&me)
         .fetch_all(&mut *conn)
@@ -239,13 +236,12 @@ impl Store {
 
     /// The users `me` shares a conversation with.
     pub async fn partners(&self, me: UserId) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT receiver_id FROM messages WHERE sender_id = $1 \
-             UNION SELECT sender_id FROM messages WHERE receiver_id = $1",
+        Ok(
+            sqlx::query_scalar("SELECT other_id FROM conversations WHERE user_id = $1")
+                .bind(me.as_string())
+                .fetch_all(&self.read)
+                .await?,
         )
-        .bind(me.as_string())
-        .fetch_all(&self.read)
-        .await?)
     }
 
     /// The last sequence number allocated to `me` (0 when nothing happened yet).

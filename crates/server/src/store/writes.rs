@@ -271,6 +271,33 @@ impl WriteTx {
                     .map_err(StoreError::from_insert)?,
             );
         }
+        // Each party's conversation now ends at the newest of these messages.
+        let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for m in w.messages {
+            let Some(pos) = positions.get(&m.id).copied() else {
+                continue;
+            };
+            for key in [
+                (m.sender_id.as_str(), m.receiver_id.as_str()),
+                (m.receiver_id.as_str(), m.sender_id.as_str()),
+            ] {
+                let last = latest.entry(key).or_insert(pos);
+                *last = (*last).max(pos);
+            }
+        }
+        let latest: Vec<_> = latest.into_iter().collect();
+        for chunk in latest.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO conversations (user_id, other_id, last_pos) VALUES {} \
+                 ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
+                rows(chunk.len(), 3)
+            );
+            let mut q: AnyQuery<'_> = sqlx::query(&sql);
+            for ((user, other), pos) in chunk {
+                q = q.bind(*user).bind(*other).bind(*pos);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         for chunk in w.changes.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) VALUES {}",
