@@ -227,7 +227,13 @@ impl AccountService {
     }
 }
 
+/// Argon2 hashes run at most this many at once: each takes 19 MiB and tens of milliseconds
+/// of a core, so a burst of registrations or logins queues here instead of exhausting
+/// memory and starving the rest of the server.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn hash_password(password: Password) -> Result<String, DomainError> {
+    let _permit = HASHING.acquire().await.map_err(DomainError::internal)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -243,6 +249,7 @@ async fn hash_password(password: Password) -> Result<String, DomainError> {
 /// that an unknown e-mail takes as long as a wrong password.
 async fn verify_password(password: String, hash: Option<String>) -> Result<bool, DomainError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
+    let _permit = HASHING.acquire().await.map_err(DomainError::internal)?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method};
+use axum::serve::ListenerExt;
 use rand::RngCore;
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
@@ -156,7 +157,13 @@ impl Application {
             backend = store.backend().name(),
             "nexus listening"
         );
-        axum::serve(self.listener, self.router)
+        // Small frames (acks, events) go out at once instead of waiting for Nagle.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");

@@ -94,7 +94,7 @@ impl Store {
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                                  PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32000;",
+                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
                             )
                             .await?;
                         }

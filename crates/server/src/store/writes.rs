@@ -13,8 +13,13 @@ use super::messages::messages_by_ids;
 use super::{placeholders, Backend, Store, StoreError, StoredMessage};
 use crate::clock::Millis;
 
-/// Rows per multi-row statement: well under both engines' limits on bound parameters.
+/// Ids per `IN (…)` list.
 const CHUNK: usize = 400;
+
+/// Rows per multi-row `INSERT`. Small on purpose: sqlx-sqlite looks up every parameter by
+/// name, which costs time linear in the statement's parameter count, so a statement's binding
+/// cost grows with the square of its size.
+const ROWS: usize = 32;
 
 /// What the rules need to know about an existing message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -168,18 +173,26 @@ impl WriteTx {
         Ok(states)
     }
 
-    /// Messages already stored under these (sender, client message id) keys.
+    /// Messages already stored under these (sender, client message id) keys. One lookup of
+    /// the `(sender_id, client_message_id)` unique index per key.
     pub async fn messages_by_client_ids(
         &mut self,
         keys: &[(String, String)],
     ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
         let mut found = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT {STATE_COLUMNS}, client_message_id FROM messages \
-                 WHERE client_message_id IN ({})",
-                placeholders(1, chunk.len())
-            );
+        for chunk in keys.chunks(ROWS) {
+            let matches = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(sender_id = ${} AND client_message_id = ${})",
+                        2 * i + 1,
+                        2 * i + 2
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let sql =
+                format!("SELECT {STATE_COLUMNS}, client_message_id FROM messages WHERE {matches}");
             let mut q = sqlx::query_as::<
                 _,
                 (
@@ -193,27 +206,24 @@ impl WriteTx {
                     String,
                 ),
             >(&sql);
-            for (_, cid) in chunk {
-                q = q.bind(cid);
+            for (sender, cid) in chunk {
+                q = q.bind(sender).bind(cid);
             }
             for (id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, cid) in
                 q.fetch_all(&mut *self.tx).await?
             {
-                let key = (sender_id.clone(), cid);
-                if chunk.contains(&key) {
-                    found.insert(
-                        key,
-                        MessageState {
-                            id,
-                            sender_id,
-                            receiver_id,
-                            content,
-                            created_at,
-                            deleted_at,
-                            sender_seq,
-                        },
-                    );
-                }
+                found.insert(
+                    (sender_id.clone(), cid),
+                    MessageState {
+                        id,
+                        sender_id,
+                        receiver_id,
+                        content,
+                        created_at,
+                        deleted_at,
+                        sender_seq,
+                    },
+                );
             }
         }
         Ok(found)
@@ -247,7 +257,7 @@ impl WriteTx {
     /// Stores a batch's writes. New messages get their history position back.
     pub async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
         let mut positions = HashMap::new();
-        for chunk in w.messages.chunks(CHUNK) {
+        for chunk in w.messages.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
                  client_message_id, sender_seq, receiver_seq) VALUES {} RETURNING id, pos",
@@ -286,7 +296,7 @@ impl WriteTx {
             }
         }
         let latest: Vec<_> = latest.into_iter().collect();
-        for chunk in latest.chunks(CHUNK) {
+        for chunk in latest.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO conversations (user_id, other_id, last_pos) VALUES {} \
                  ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
@@ -298,7 +308,7 @@ impl WriteTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        for chunk in w.changes.chunks(CHUNK) {
+        for chunk in w.changes.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) VALUES {}",
                 rows(chunk.len(), 6)
@@ -347,7 +357,7 @@ impl WriteTx {
         for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
             let (name, column) = table.table_and_column();
             let of_table: Vec<_> = w.receipts.iter().filter(|r| r.0 == table).collect();
-            for chunk in of_table.chunks(CHUNK) {
+            for chunk in of_table.chunks(ROWS) {
                 let sql = format!(
                     "INSERT INTO {name} (message_id, user_id, {column}) VALUES {} \
                      ON CONFLICT (message_id, user_id) DO NOTHING",
@@ -361,7 +371,7 @@ impl WriteTx {
             }
         }
         let counters: Vec<(&String, &i64)> = w.counters.iter().collect();
-        for chunk in counters.chunks(CHUNK) {
+        for chunk in counters.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO user_seqs (user_id, seq) VALUES {} \
                  ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
