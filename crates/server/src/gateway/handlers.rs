@@ -59,36 +59,24 @@ type InFlight = Pin<
     Box<dyn Future<Output = (Incoming, Option<String>, Result<Committed, DomainError>)> + Send>,
 >;
 
-pub(super) async fn on_connect(state: AppState, s: SocketRef) {
-    let Some(session) = s.extensions.get::<Session>() else {
-        // The auth middleware always sets it; refuse rather than guess.
-        let _ = s.disconnect();
-        return;
-    };
-    let user = session.user;
-    let user_id = user.as_string();
-    // Join first: nothing committed after the seq read below can be missed.
+/// What `admit` learnt for `welcome`.
+#[derive(Clone, Copy)]
+struct Admitted {
+    session: Session,
+    first_socket: bool,
+}
+
+/// Sets up an authenticated socket before Socket.IO tells the client it is connected (this
+/// runs in the connect middleware): its user room, its event queue and disconnect handler.
+/// Nothing the client sends after connecting can arrive before its handler exists.
+pub(super) fn admit(state: &AppState, s: &SocketRef, session: Session) {
+    let user_id = session.user.as_string();
     s.join(user_room(&user_id));
-    let seq = match state.messaging.current_seq(user).await {
-        Ok(seq) => seq,
-        Err(e) => {
-            tracing::error!(error = ?e, "connect: cannot read the change feed position");
-            let _ = s.disconnect();
-            return;
-        }
-    };
-    let _ = s.emit(
-        events::CONNECTION_SUCCESS,
-        &ConnectionSuccess {
-            user_id: user_id.clone(),
-            socket_id: s.id.to_string(),
-            timestamp: iso(now_ms()),
-            seq,
-        },
-    );
-    if state.gateway.presence.connect(&user_id) {
-        announce_presence(&state, &user_id, PresenceStatus::Online).await;
-    }
+    let first_socket = state.gateway.presence.connect(&user_id);
+    s.extensions.insert(Admitted {
+        session,
+        first_socket,
+    });
 
     let (queue, events) = mpsc::channel::<Incoming>(QUEUE);
     let closed = Arc::new(Notify::new());
@@ -115,12 +103,47 @@ pub(super) async fn on_connect(state: AppState, s: SocketRef) {
             async {}
         },
     );
+    let state = state.clone();
     s.on_disconnect(async move |_s: SocketRef| {
         closed.notify_one();
         if state.gateway.presence.disconnect(&user_id) {
             announce_presence(&state, &user_id, PresenceStatus::Offline).await;
         }
     });
+}
+
+/// Once connected: `CONNECTION_SUCCESS` with the latest `seq`, and presence for partners.
+pub(super) async fn welcome(state: AppState, s: SocketRef) {
+    let Some(Admitted {
+        session,
+        first_socket,
+    }) = s.extensions.get::<Admitted>()
+    else {
+        // The auth middleware always admits; refuse rather than guess.
+        let _ = s.disconnect();
+        return;
+    };
+    let user_id = session.user.as_string();
+    let seq = match state.messaging.current_seq(session.user).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = ?e, "connect: cannot read the change feed position");
+            let _ = s.disconnect();
+            return;
+        }
+    };
+    let _ = s.emit(
+        events::CONNECTION_SUCCESS,
+        &ConnectionSuccess {
+            user_id: user_id.clone(),
+            socket_id: s.id.to_string(),
+            timestamp: iso(now_ms()),
+            seq,
+        },
+    );
+    if first_socket && s.connected() && state.gateway.presence.is_online(&user_id) {
+        announce_presence(&state, &user_id, PresenceStatus::Online).await;
+    }
 }
 
 /// The socket's task: its events in order, their commits awaited together but answered in

@@ -97,12 +97,13 @@ pub fn register(io: &SocketIo, state: AppState) {
     let auth = async move |s: SocketRef, TryData(auth): TryData<Value>| {
         authenticate(&auth_state, &s, auth.ok())
     };
-    let connect = async move |s: SocketRef| handlers::on_connect(state, s).await;
+    let connect = async move |s: SocketRef| handlers::welcome(state, s).await;
     io.ns(NAMESPACE, connect.with(auth));
 }
 
 /// Connect middleware: a missing, forged or expired token refuses the connection with
-/// `connect_error` "Unauthorized".
+/// `connect_error` "Unauthorized"; an accepted socket is set up (`admit`) before the client
+/// learns it is connected.
 fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<(), &'static str> {
     let from_auth = auth
         .as_ref()
@@ -123,6 +124,6 @@ fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<
         .tokens()
         .verify_session(&token)
         .map_err(|_| "Unauthorized")?;
-    s.extensions.insert(session);
+    handlers::admit(state, s, session);
     Ok(())
 }
