@@ -9,14 +9,25 @@ use nexus_protocol::events::{
 use serde_json::Value;
 
 use super::{Outcome, ReceiptKind, Sent};
-use crate::clock::iso;
+use crate::clock::{iso, Millis};
+
+/// The payload of a notification, serialized straight from its wire type when emitted.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Payload {
+    Message(Box<IncomingMessage>),
+    Edited(MessageEdited),
+    Deleted(MessageDeleted),
+    Delivered(DeliveredUpdate),
+    Read(ReadUpdate),
+}
 
 /// One event for every socket of one user.
 #[derive(Debug, Clone)]
 pub struct Notification {
     pub user_id: String,
     pub event: &'static str,
-    pub payload: Value,
+    pub payload: Payload,
     /// `false`: skip the socket the request came from (it gets its own answer instead).
     pub to_origin: bool,
 }
@@ -40,7 +51,7 @@ impl Sent {
 impl Outcome {
     /// Every notification this outcome causes. Retries and repeated receipts cause none.
     pub fn notifications(&self) -> Vec<Notification> {
-        let note = |user_id: &str, event, payload: Value, to_origin| Notification {
+        let note = |user_id: &str, event, payload: Payload, to_origin| Notification {
             user_id: user_id.to_string(),
             event,
             payload,
@@ -53,10 +64,10 @@ impl Outcome {
                 };
                 let r = &message.row;
                 let incoming = |viewer: &str| {
-                    to_value(&IncomingMessage {
+                    Payload::Message(Box::new(IncomingMessage {
                         message: message.to_wire(viewer),
                         temp_id: r.client_message_id.clone(),
-                    })
+                    }))
                 };
                 vec![
                     note(
@@ -82,7 +93,7 @@ impl Outcome {
                 seqs,
             } => {
                 let payload = |seq| {
-                    to_value(&MessageEdited {
+                    Payload::Edited(MessageEdited {
                         id: message_id.clone(),
                         content: content.clone(),
                         is_edited: true,
@@ -114,7 +125,7 @@ impl Outcome {
                 seqs,
             } => {
                 let payload = |seq| {
-                    to_value(&MessageDeleted {
+                    Payload::Deleted(MessageDeleted {
                         id: message_id.clone(),
                         deleted_at: iso(*deleted_at),
                         content: DELETED_CONTENT.to_string(),
@@ -140,10 +151,11 @@ impl Outcome {
             Outcome::Receipt { seqs: None, .. } => Vec::new(),
             Outcome::Receipt {
                 kind,
+                message_id,
                 sender_id,
                 receiver_id,
+                at,
                 seqs: Some(seqs),
-                ..
             } => {
                 let event = match kind {
                     ReceiptKind::Delivered => events::MESSAGE_DELIVERED_UPDATE,
@@ -151,14 +163,10 @@ impl Outcome {
                 };
                 // The sender is told; the receiver's sockets hear it too, so their other
                 // devices clear the unread mark and their `seq` stream has no hole.
+                let payload = |seq| receipt_payload(*kind, message_id, receiver_id, *at, seq);
                 vec![
-                    note(sender_id, event, self.receipt_payload(seqs.sender), true),
-                    note(
-                        receiver_id,
-                        event,
-                        self.receipt_payload(seqs.receiver),
-                        true,
-                    ),
+                    note(sender_id, event, payload(seqs.sender), true),
+                    note(receiver_id, event, payload(seqs.receiver), true),
                 ]
             }
         }
@@ -172,42 +180,49 @@ impl Outcome {
                 .notifications()
                 .into_iter()
                 .next()
-                .map(|n| n.payload)
+                .map(|n| to_value(&n.payload))
                 .unwrap_or(Value::Null),
-            Outcome::Receipt { seqs, .. } => {
-                self.receipt_payload(seqs.map(|s| s.receiver).unwrap_or(0))
-            }
+            Outcome::Receipt {
+                kind,
+                message_id,
+                receiver_id,
+                at,
+                seqs,
+                ..
+            } => to_value(&receipt_payload(
+                *kind,
+                message_id,
+                receiver_id,
+                *at,
+                seqs.map(|s| s.receiver).unwrap_or(0),
+            )),
         }
     }
+}
 
-    /// `MESSAGE_DELIVERED_UPDATE` / `MESSAGE_READ_UPDATE` with `seq` of one recipient (0 when
-    /// the receipt already existed and so changed nothing).
-    fn receipt_payload(&self, seq: i64) -> Value {
-        let Outcome::Receipt {
-            kind,
-            message_id,
-            receiver_id,
-            at,
-            ..
-        } = self
-        else {
-            return Value::Null;
-        };
-        match kind {
-            ReceiptKind::Delivered => to_value(&DeliveredUpdate {
-                message_id: message_id.clone(),
-                user_id: receiver_id.clone(),
-                delivered_at: iso(*at),
-                seq,
-            }),
-            ReceiptKind::Read => to_value(&ReadUpdate {
-                message_id: message_id.clone(),
-                user_id: receiver_id.clone(),
-                read_at: iso(*at),
-                timestamp: iso(*at),
-                seq,
-            }),
-        }
+/// `MESSAGE_DELIVERED_UPDATE` / `MESSAGE_READ_UPDATE` with `seq` of one recipient (0 when the
+/// receipt already existed and so changed nothing).
+fn receipt_payload(
+    kind: ReceiptKind,
+    message_id: &str,
+    receiver_id: &str,
+    at: Millis,
+    seq: i64,
+) -> Payload {
+    match kind {
+        ReceiptKind::Delivered => Payload::Delivered(DeliveredUpdate {
+            message_id: message_id.to_string(),
+            user_id: receiver_id.to_string(),
+            delivered_at: iso(at),
+            seq,
+        }),
+        ReceiptKind::Read => Payload::Read(ReadUpdate {
+            message_id: message_id.to_string(),
+            user_id: receiver_id.to_string(),
+            read_at: iso(at),
+            timestamp: iso(at),
+            seq,
+        }),
     }
 }
 

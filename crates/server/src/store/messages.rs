@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::AnyConnection;
 
 use super::rows::{MessageRow, ReceiptRow, MESSAGE_SELECT};
-use super::{placeholders, Store, StoreError, StoredMessage};
+use super::{Backend, Store, StoreError, StoredMessage};
 use crate::clock::Millis;
 use crate::domain::{MessageId, UserId};
 
@@ -39,6 +39,7 @@ pub struct MessagePlace {
 /// included, in `pos` order.
 pub(crate) async fn messages_by_ids(
     conn: &mut AnyConnection,
+    backend: Backend,
     ids: &[String],
 ) -> Result<Vec<StoredMessage>, StoreError> {
     if ids.is_empty() {
@@ -46,26 +47,27 @@ pub(crate) async fn messages_by_ids(
     }
     let sql = format!(
         "{MESSAGE_SELECT} WHERE m.id IN ({}) ORDER BY m.pos",
-        placeholders(1, ids.len())
+        backend.params(1, ids.len())
     );
     let mut q = sqlx::query_as::<_, MessageRow>(&sql);
     for id in ids {
         q = q.bind(id);
     }
     let rows = q.fetch_all(&mut *conn).await?;
-    with_receipts(conn, rows).await
+    with_receipts(conn, backend, rows).await
 }
 
 /// Attaches read and delivery receipts to message rows, keeping their order.
 async fn with_receipts(
     conn: &mut AnyConnection,
+    backend: Backend,
     rows: Vec<MessageRow>,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let list = placeholders(1, ids.len());
+    let list = backend.params(1, ids.len());
     let mut receipts: HashMap<String, (Vec<_>, Vec<_>)> = HashMap::new();
     for (table, column, is_read) in [
         ("read_receipts", "read_at", true),
@@ -110,7 +112,7 @@ impl Store {
 
     pub async fn messages_by_ids(&self, ids: &[String]) -> Result<Vec<StoredMessage>, StoreError> {
         let mut conn = self.read.acquire().await?;
-        messages_by_ids(&mut conn, ids).await
+        messages_by_ids(&mut conn, self.backend, ids).await
     }
 
     /// Up to `limit` messages between `me` and `other` older than position `before`
@@ -136,7 +138,7 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
         rows.reverse();
-        with_receipts(&mut conn, rows).await
+        with_receipts(&mut conn, self.backend, rows).await
     }
 
     /// Every conversation of `me`, most recent first.
@@ -166,14 +168,14 @@ impl Store {
         }
         let sql = format!(
             "{MESSAGE_SELECT} WHERE m.pos IN ({}) ORDER BY m.pos DESC",
-            placeholders(1, last.len())
+            self.backend.params(1, last.len())
         );
         let mut q = sqlx::query_as::<_, MessageRow>(&sql);
         for (_, pos) in &last {
             q = q.bind(*pos);
         }
         let rows = q.fetch_all(&mut *conn).await?;
-        let messages = with_receipts(&mut conn, rows).await?;
+        let messages = with_receipts(&mut conn, self.backend, rows).await?;
         Ok(messages
             .into_iter()
             .map(|m| {
@@ -213,7 +215,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
-        with_receipts(&mut conn, rows).await
+        with_receipts(&mut conn, self.backend, rows).await
     }
 
     /// `me`'s changes after `since`, in order, at most `limit`.

@@ -1,7 +1,7 @@
 //! Persistence on SQLite or PostgreSQL, chosen by `DATABASE_URL` at start-up.
 //!
 //! One implementation serves both backends through sqlx's `Any` driver: every statement is
-//! written in the SQL both engines accept (`$N` placeholders, `ON CONFLICT`, `RETURNING`,
+//! written in the SQL both engines accept (`$N` placeholders, `?` in generated lists on SQLite, `ON CONFLICT`, `RETURNING`,
 //! integer times and flags), so there is one copy of each query, not two that drift apart.
 //! Where the engines really differ (row locks, connection set-up, DDL) [`Backend`] says which
 //! one we talk to, and each backend has its own migrations folder with the same versions.
@@ -189,10 +189,30 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
-/// `$from, $from+1, …` for `n` values: the placeholders of an `IN (…)` list.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+impl Backend {
+    /// Placeholder number `i` (1-based) of a generated statement. SQLite gets anonymous `?`
+    /// (bound in order): sqlx-sqlite looks every named parameter up by name, which makes a
+    /// statement with many `$N` cost time quadratic in their number.
+    fn param(self, i: usize) -> String {
+        match self {
+            Backend::Postgres => format!("${i}"),
+            Backend::Sqlite => "?".to_string(),
+        }
+    }
+
+    /// `n` placeholders from number `from`, comma-separated: an `IN (…)` list or a row.
+    fn params(self, from: usize, n: usize) -> String {
+        (from..from + n)
+            .map(|i| self.param(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `(…), (…), …`: `n` rows of `width` placeholders for a multi-row `INSERT`.
+    fn rows(self, n: usize, width: usize) -> String {
+        (0..n)
+            .map(|r| format!("({})", self.params(r * width + 1, width)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Transaction};
 
 use super::messages::messages_by_ids;
-use super::{placeholders, Backend, Store, StoreError, StoredMessage};
+use super::{Backend, Store, StoreError, StoredMessage};
 use crate::clock::Millis;
 
 /// Ids per `IN (…)` list.
@@ -138,7 +138,7 @@ impl WriteTx {
                 "SELECT c.user_id, c.seq, u.name, u.email FROM user_seqs c \
                  JOIN users u ON u.id = c.user_id WHERE c.user_id IN ({}) \
                  ORDER BY c.user_id{lock}",
-                placeholders(1, chunk.len())
+                self.backend.params(1, chunk.len())
             );
             let mut q = sqlx::query_as::<_, (String, i64, String, String)>(&sql);
             for u in chunk {
@@ -160,7 +160,7 @@ impl WriteTx {
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
                 "SELECT {STATE_COLUMNS} FROM messages WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                self.backend.params(1, chunk.len())
             );
             let mut q = sqlx::query_as::<_, MessageState>(&sql);
             for id in chunk {
@@ -240,7 +240,7 @@ impl WriteTx {
             for chunk in ids.chunks(CHUNK) {
                 let sql = format!(
                     "SELECT message_id, {column} FROM {name} WHERE message_id IN ({})",
-                    placeholders(1, chunk.len())
+                    self.backend.params(1, chunk.len())
                 );
                 let mut q = sqlx::query_as::<_, (String, Millis)>(&sql);
                 for id in chunk {
@@ -261,7 +261,7 @@ impl WriteTx {
             let sql = format!(
                 "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
                  client_message_id, sender_seq, receiver_seq) VALUES {} RETURNING id, pos",
-                rows(chunk.len(), 8)
+                self.backend.rows(chunk.len(), 8)
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
             for m in chunk {
@@ -300,7 +300,7 @@ impl WriteTx {
             let sql = format!(
                 "INSERT INTO conversations (user_id, other_id, last_pos) VALUES {} \
                  ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
-                rows(chunk.len(), 3)
+                self.backend.rows(chunk.len(), 3)
             );
             let mut q: AnyQuery<'_> = sqlx::query(&sql);
             for ((user, other), pos) in chunk {
@@ -311,7 +311,7 @@ impl WriteTx {
         for chunk in w.changes.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) VALUES {}",
-                rows(chunk.len(), 6)
+                self.backend.rows(chunk.len(), 6)
             );
             let mut q: AnyQuery<'_> = sqlx::query(&sql);
             for c in chunk {
@@ -361,7 +361,7 @@ impl WriteTx {
                 let sql = format!(
                     "INSERT INTO {name} (message_id, user_id, {column}) VALUES {} \
                      ON CONFLICT (message_id, user_id) DO NOTHING",
-                    rows(chunk.len(), 3)
+                    self.backend.rows(chunk.len(), 3)
                 );
                 let mut q: AnyQuery<'_> = sqlx::query(&sql);
                 for (_, message_id, user_id) in chunk {
@@ -375,7 +375,7 @@ impl WriteTx {
             let sql = format!(
                 "INSERT INTO user_seqs (user_id, seq) VALUES {} \
                  ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
-                rows(chunk.len(), 2)
+                self.backend.rows(chunk.len(), 2)
             );
             let mut q: AnyQuery<'_> = sqlx::query(&sql);
             for (user, seq) in chunk {
@@ -390,19 +390,11 @@ impl WriteTx {
         &mut self,
         ids: &[String],
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        messages_by_ids(&mut self.tx, ids).await
+        messages_by_ids(&mut self.tx, self.backend, ids).await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
     }
-}
-
-/// `($1, $2), ($3, $4), …`: `n` rows of `width` placeholders.
-fn rows(n: usize, width: usize) -> String {
-    (0..n)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
