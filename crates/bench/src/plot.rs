@@ -60,57 +60,63 @@ pub fn draw(path: &Path, data: &PlotData) -> Result<()> {
             latency(&bottom, latencies)?;
         }
         PlotData::Connections { title, open } => {
-            let max_x = open.last().map_or(1.0, |p| p.0).max(1.0);
             let max_y = open.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f64 * 1.1;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, (FAMILY, 22))
-                .margin(20)
-                .x_label_area_size(50)
-                .y_label_area_size(90)
-                .build_cartesian_2d(0f64..max_x, 0f64..max_y)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds since the first connect")
-                .y_desc("connections open")
-                .y_label_formatter(&|v| format!("{v:.0}"))
-                .label_style((FAMILY, 16))
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    open.iter().map(|&(t, n)| (t, n as f64)),
-                    BLUE.stroke_width(2),
-                ))
-                .map_err(err)?;
+            line_chart(
+                &root,
+                title,
+                "seconds since the first connect",
+                "connections open",
+                open,
+                max_y,
+            )?;
         }
         PlotData::Catchup { title, fetched } => {
-            let max_x = fetched.last().map_or(1.0, |p| p.0).max(1.0);
             let max_y = fetched.last().map_or(1, |p| p.1).max(1) as f64 * 1.05;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, (FAMILY, 22))
-                .margin(20)
-                .x_label_area_size(50)
-                .y_label_area_size(90)
-                .build_cartesian_2d(0f64..max_x, 0f64..max_y)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("ms since the first GET /sync")
-                .y_desc("events fetched")
-                .y_label_formatter(&|v| format!("{v:.0}"))
-                .label_style((FAMILY, 16))
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(
-                    fetched.iter().map(|&(t, n)| (t, n as f64)),
-                    BLUE.stroke_width(2),
-                ))
-                .map_err(err)?;
+            line_chart(
+                &root,
+                title,
+                "ms since the first GET /sync",
+                "events fetched",
+                fetched,
+                max_y,
+            )?;
         }
     }
     root.present().map_err(err)?;
+    Ok(())
+}
+
+/// One blue line of `(x, count)` points with its axis descriptions.
+fn line_chart(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(f64, u64)],
+    max_y: f64,
+) -> Result<()> {
+    let max_x = points.last().map_or(1.0, |p| p.0).max(1.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FAMILY, 22))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FAMILY, 16))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().map(|&(t, n)| (t, n as f64)),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(err)?;
     Ok(())
 }
 
