@@ -174,11 +174,6 @@ impl MessagingService {
             .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
         let body = MessageBody::parse(content)?;
         let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
-        if receiver == sender {
-            return Err(DomainError::Validation(
-                "cannot send a message to yourself".into(),
-            ));
-        }
         self.limiter.check(sender).await?;
         let ticket = self
             .writer
