@@ -16,10 +16,10 @@ use crate::clock::Millis;
 /// Ids per `IN (…)` list.
 const CHUNK: usize = 400;
 
-/// Rows per multi-row `INSERT`. Small on purpose: sqlx-sqlite looks up every parameter by
-/// name, which costs time linear in the statement's parameter count, so a statement's binding
-/// cost grows with the square of its size.
-const ROWS: usize = 32;
+/// Rows per multi-row `INSERT`: a whole batch (`messaging::writer::MAX_BATCH`) in one
+/// statement per table, within both engines' parameter limits. Generated statements use
+/// anonymous `?` on SQLite (`Backend::param`), so binding stays linear in their size.
+const ROWS: usize = 256;
 
 /// What the rules need to know about an existing message.
 #[derive(Debug, Clone, sqlx::FromRow)]
