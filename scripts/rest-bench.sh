@@ -2,6 +2,7 @@
 # POST /messages throughput from 50 concurrent HTTP clients (wrk), for issue 2's report.
 # Usage: scripts/rest-bench.sh [DATABASE_URL] [seconds]   (release build of nexus required)
 # Needs `wrk` (apt-get install wrk). Prints wrk's summary; Requests/sec = messages/s.
+# NEXUS_WRAP="perf record -g -o perf.data --" runs the server under a profiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 url=${1:-sqlite:///tmp/nexus-rest-bench/nexus.db}
