@@ -27,7 +27,6 @@ use crate::store::{Backend, Store};
 /// Everything a request or socket handler needs, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
     pub store: Store,
     pub accounts: AccountService,
     pub messaging: MessagingService,
@@ -107,7 +106,6 @@ impl Application {
             .ping_timeout(Duration::from_secs(20))
             .build_layer();
         let state = AppState {
-            config: Arc::new(config.clone()),
             store,
             accounts,
             messaging,

@@ -394,14 +394,7 @@ async fn typing(
         events::TYPING_STOP
     };
     let t: Typing = decode(event, data)?;
-    let to = UserId::parse(&t.receiver_id)
-        .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
-    if to == user {
-        return Err(DomainError::Validation("cannot type to yourself".into()));
-    }
-    if state.store.user_by_id(to).await?.is_none() {
-        return Err(DomainError::NotFound("receiver not found".into()));
-    }
+    let to = state.messaging.typing_target(user, &t.receiver_id).await?;
     let (from, to) = (user.as_string(), to.as_string());
     let payload = to_value(&UserTyping {
         user_id: from.clone(),

@@ -101,8 +101,7 @@ pub struct Sent {
     pub message_id: String,
     pub created_at: Millis,
     pub sender_seq: i64,
-    /// `None` for a retry: nothing new was stored, nobody is to be told.
-    pub receiver_seq: Option<i64>,
+    /// A retry: nothing new was stored, nobody is to be told.
     pub duplicate: bool,
     /// The message as stored (filled in by the writer before commit).
     pub message: Option<Box<StoredMessage>>,
@@ -406,6 +405,19 @@ impl MessagingService {
             has_more,
             events,
         })
+    }
+
+    /// Whom `from` may show a typing indicator to: an existing user other than themself.
+    pub async fn typing_target(&self, from: UserId, to: &str) -> Result<UserId, DomainError> {
+        let to = UserId::parse(to)
+            .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
+        if to == from {
+            return Err(DomainError::Validation("cannot type to yourself".into()));
+        }
+        if self.store.user_by_id(to).await?.is_none() {
+            return Err(DomainError::NotFound("receiver not found".into()));
+        }
+        Ok(to)
     }
 
     /// The last sequence number of `me`'s change log.

@@ -110,7 +110,6 @@ fn decide(
                     message_id: existing.id.clone(),
                     created_at: existing.created_at,
                     sender_seq: existing.sender_seq,
-                    receiver_seq: None,
                     duplicate: true,
                     message: None,
                 }));
@@ -148,7 +147,6 @@ fn decide(
                 message_id: id,
                 created_at: now,
                 sender_seq: seqs.sender,
-                receiver_seq: Some(seqs.receiver),
                 duplicate: false,
                 message: None,
             }))
