@@ -62,6 +62,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot start the writer threads: {0}")]
+    Writer(std::io::Error),
 }
 
 impl Application {
@@ -90,7 +92,7 @@ impl Application {
             Backend::Sqlite => 1,
             Backend::Postgres => (config.database_max_connections / 2).max(1) as usize,
         };
-        let writer = Writer::start(store.clone(), workers);
+        let writer = Writer::start(store.clone(), workers).map_err(StartError::Writer)?;
         let accounts = AccountService::new(store.clone(), tokens, login_limiter);
         let messaging = MessagingService::new(store.clone(), writer, send_limiter);
 
@@ -150,6 +152,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let gateway = self.state.gateway.clone();
         let store = self.state.store.clone();
+        let messaging = self.state.messaging.clone();
         tracing::info!(
             addr = %self.listener.local_addr()?,
             backend = store.backend().name(),
@@ -168,6 +171,7 @@ impl Application {
                 gateway.shutdown().await;
             })
             .await?;
+        messaging.close().await;
         store.close().await;
         Ok(())
     }

@@ -152,6 +152,12 @@ pub struct MessagingService {
 }
 
 impl MessagingService {
+    /// Applies the commands already queued and stops the writer (at shutdown, before the
+    /// store closes).
+    pub async fn close(&self) {
+        self.writer.close().await;
+    }
+
     pub fn new(store: Store, writer: writer::Writer, limiter: Arc<dyn SendLimiter>) -> Self {
         MessagingService {
             store,

@@ -11,16 +11,17 @@
 //! commands is retried alone, so one bad command cannot fail its neighbours.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use nexus_protocol::events::DELETED_CONTENT;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::rules::{participants, plan, Snapshot};
 use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
 use crate::error::DomainError;
-use crate::store::writes::{LockedUser, NewMessage, Writes};
+use crate::store::writes::{LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
 /// Most commands applied in one transaction.
@@ -36,6 +37,8 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     shards: Vec<mpsc::Sender<Job>>,
+    stop: Arc<watch::Sender<bool>>,
+    stopped: Arc<Mutex<Vec<oneshot::Receiver<()>>>>,
 }
 
 /// A command in the queue; resolves once its transaction committed (or failed).
@@ -52,15 +55,36 @@ impl Ticket {
 impl Writer {
     /// Starts `workers` batch workers. SQLite wants one (it has one writer); PostgreSQL
     /// gains from several, since batches that share no user do not wait for each other.
-    pub fn start(store: Store, workers: usize) -> Writer {
-        let shards = (0..workers.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
-                tokio::spawn(worker(store.clone(), rx));
-                tx
-            })
-            .collect();
-        Writer { shards }
+    ///
+    /// Each worker runs on a thread of its own (a single-threaded runtime). A batch is a
+    /// chain of round trips to the database, and every one of them ends by waking the
+    /// worker: on the shared runtime that wake-up waits behind every socket's work (a few
+    /// milliseconds under load, several times per batch); on its own thread it does not.
+    pub fn start(store: Store, workers: usize) -> std::io::Result<Writer> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut shards = Vec::new();
+        let mut stopped = Vec::new();
+        for i in 0..workers.max(1) {
+            let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
+            let (done, done_rx) = oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (store, stop_rx) = (store.clone(), stop_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("nexus-writer-{i}"))
+                .spawn(move || {
+                    runtime.block_on(worker(store, rx, stop_rx));
+                    let _ = done.send(());
+                })?;
+            shards.push(tx);
+            stopped.push(done_rx);
+        }
+        Ok(Writer {
+            shards,
+            stop: Arc::new(stop),
+            stopped: Arc::new(Mutex::new(stopped)),
+        })
     }
 
     /// Queues `cmd` behind the acting user's earlier commands. Returns once it is queued;
@@ -74,19 +98,72 @@ impl Writer {
             .map_err(|_| DomainError::internal(anyhow::anyhow!("writer stopped")))?;
         Ok(Ticket(answer))
     }
-}
 
-async fn worker(store: Store, mut rx: mpsc::Receiver<Job>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        run_batch(&store, std::mem::take(&mut jobs)).await;
+    /// Stops taking commands, applies those already queued, and returns when every worker
+    /// has finished and given its connection back.
+    pub async fn close(&self) {
+        self.stop.send_replace(true);
+        let stopped = std::mem::take(&mut *self.stopped.lock().unwrap_or_else(|e| e.into_inner()));
+        for done in stopped {
+            let _ = done.await;
+        }
     }
-    // every sender is gone: the app is shutting down
 }
 
-async fn run_batch(store: &Store, jobs: Vec<Job>) {
+async fn worker(store: Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
+    let mut conn = None;
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut jobs, MAX_BATCH) => {
+                if n == 0 {
+                    break; // every sender is gone
+                }
+                run_batch(&store, &mut conn, std::mem::take(&mut jobs)).await;
+            }
+            _ = stop.wait_for(|stop| *stop) => {
+                // Shutting down: refuse new commands, apply what is queued.
+                rx.close();
+                while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+                    run_batch(&store, &mut conn, std::mem::take(&mut jobs)).await;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// The worker's connection, taken from the pool when it has none (at start, and after an
+/// error, which may have been the connection's).
+async fn connection<'a>(
+    store: &Store,
+    slot: &'a mut Option<WriteConnection>,
+) -> Result<&'a mut WriteConnection, StoreError> {
+    Ok(match slot {
+        Some(conn) => conn,
+        None => slot.insert(store.write_connection().await?),
+    })
+}
+
+/// Applies `cmds` on the worker's connection; a database error gives the connection back.
+async fn apply_on(
+    store: &Store,
+    slot: &mut Option<WriteConnection>,
+    cmds: &[&Command],
+) -> Result<Vec<Result<Outcome, DomainError>>, StoreError> {
+    let result = match connection(store, slot).await {
+        Ok(conn) => apply_batch(store, conn, cmds).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        *slot = None;
+    }
+    result
+}
+
+async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<Job>) {
     let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
-    match apply_batch(store, &cmds).await {
+    match apply_on(store, conn, &cmds).await {
         Ok(results) => {
             for (job, result) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(result);
@@ -103,7 +180,7 @@ async fn run_batch(store: &Store, jobs: Vec<Job>) {
         Err(e) => {
             tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
             for job in jobs {
-                let result = match apply_batch(store, &[&job.cmd]).await {
+                let result = match apply_on(store, conn, &[&job.cmd]).await {
                     Ok(mut r) => r.pop().unwrap_or_else(|| {
                         Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
                     }),
@@ -124,9 +201,10 @@ async fn run_batch(store: &Store, jobs: Vec<Job>) {
 #[tracing::instrument(skip_all, fields(batch = cmds.len()), err)]
 async fn apply_batch(
     store: &Store,
+    conn: &mut WriteConnection,
     cmds: &[&Command],
 ) -> Result<Vec<Result<Outcome, DomainError>>, StoreError> {
-    let mut tx = store.begin_write().await?;
+    let mut tx = conn.begin().await?;
 
     // The messages edits, deletes and receipts name: their parties never change, so they
     // can be read before the locks to learn whose counters to take.
@@ -210,23 +288,33 @@ async fn apply_batch(
         })
         .await?;
 
+    tx.commit().await?;
+
     // The messages the transports deliver: new ones from what was just written, retried
-    // ones from the database.
+    // ones (committed earlier) from the database.
     let new: HashMap<&str, &NewMessage> =
         writes.messages.iter().map(|m| (m.id.as_str(), m)).collect();
     let retried: Vec<String> = results
         .iter()
         .filter_map(|r| match r {
-            Ok(Outcome::Sent(s)) if s.duplicate => Some(s.message_id.clone()),
+            Ok(Outcome::Sent(s)) if s.duplicate && !new.contains_key(s.message_id.as_str()) => {
+                Some(s.message_id.clone())
+            }
             _ => None,
         })
         .collect();
-    let loaded: HashMap<String, StoredMessage> = tx
-        .load_messages(&retried)
-        .await?
-        .into_iter()
-        .map(|m| (m.row.id.clone(), m))
-        .collect();
+    let loaded: HashMap<String, StoredMessage> = if retried.is_empty() {
+        HashMap::new()
+    } else {
+        match store.messages_by_ids(&retried).await {
+            Ok(found) => found.into_iter().map(|m| (m.row.id.clone(), m)).collect(),
+            Err(e) => {
+                // Committed already: the senders get their answer without the message.
+                tracing::error!(error = %e, "cannot load the messages of retried sends");
+                HashMap::new()
+            }
+        }
+    };
     for r in results.iter_mut() {
         if let Ok(Outcome::Sent(s)) = r {
             s.message = match new.get(s.message_id.as_str()) {
@@ -236,7 +324,6 @@ async fn apply_batch(
             .map(Box::new);
         }
     }
-    tx.commit().await?;
     Ok(results)
 }
 

@@ -10,14 +10,17 @@
 //! writer anyway, and a single writer never meets `SQLITE_BUSY`); reads use the other pool and,
 //! with WAL, never wait for the writer.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 mod messages;
 mod rows;
+mod sqlite_writes;
 mod users;
 pub mod writes;
 
@@ -44,6 +47,10 @@ pub struct Store {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// The database file on SQLite, where the messaging writer opens its own connection
+    /// (`writes::WriteConnection`). `None` on PostgreSQL and for an in-memory database,
+    /// which only the pool's connection can see.
+    sqlite_file: Option<PathBuf>,
 }
 
 /// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
@@ -54,6 +61,8 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -91,10 +100,12 @@ impl Store {
                             // on disk before it is acknowledged (DESIGN.md §6); group commit
                             // pays for the fsync. busy_timeout: a second process (or a
                             // checkpoint) makes us wait, not fail.
+                            // wal_autocheckpoint: see `checkpoints`.
                             conn.execute(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                                  PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
+                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
+                                 PRAGMA wal_autocheckpoint = 65536;",
                             )
                             .await?;
                         }
@@ -113,16 +124,28 @@ impl Store {
             .max_connections(write_max)
             .connect_with(options.clone())
             .await?;
+        let sqlite_file = match backend {
+            Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => Some(
+                SqliteConnectOptions::from_str(&url)?
+                    .get_filename()
+                    .to_path_buf(),
+            ),
+            _ => None,
+        };
         let store = Store {
             backend,
             read: write.clone(),
             write,
+            sqlite_file,
         };
         store.migrate().await?;
         let read = pool_options()
             .max_connections(read_max)
             .connect_with(options)
             .await?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoints(read.clone()));
+        }
         Ok(Store { read, ..store })
     }
 
@@ -175,6 +198,38 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// How often the SQLite checkpointer copies committed pages from the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// SQLite's checkpoints, off the writer's path. By default the connection whose commit
+/// takes the WAL past 1,000 pages copies them into the database file then and there: the
+/// writer stalls, every few batches, and a page changed by many batches (the end of a
+/// user's index range) is written again each time. Here a read connection checkpoints
+/// every [`CHECKPOINT_EVERY`] (PASSIVE: never blocks the writer), so each hot page is
+/// copied once per interval. The writer's own automatic checkpoint stays as a backstop at
+/// 65,536 pages (256 MiB with 4 KiB pages): a checkpoint running alongside a writer that
+/// never pauses cannot catch up with the WAL's end, and only a checkpoint that does lets
+/// the next commit start the WAL over from its beginning.
+async fn checkpoints(pool: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 

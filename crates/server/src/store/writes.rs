@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use nexus_protocol::ChangeType;
 use sqlx::any::AnyArguments;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Connection, Transaction};
 
-use super::messages::messages_by_ids;
-use super::{Backend, Store, StoreError, StoredMessage};
+use super::{sqlite_writes, Backend, Store, StoreError};
 use crate::clock::Millis;
 
 /// Ids per `IN (…)` list.
@@ -33,7 +33,7 @@ pub struct MessageState {
     pub sender_seq: i64,
 }
 
-const STATE_COLUMNS: &str =
+pub(super) const STATE_COLUMNS: &str =
     "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq";
 
 /// A new message row.
@@ -67,7 +67,7 @@ pub enum ReceiptTable {
 }
 
 impl ReceiptTable {
-    fn table_and_column(self) -> (&'static str, &'static str) {
+    pub(super) fn table_and_column(self) -> (&'static str, &'static str) {
         match self {
             ReceiptTable::Read => ("read_receipts", "read_at"),
             ReceiptTable::Delivery => ("delivery_receipts", "delivered_at"),
@@ -97,30 +97,62 @@ pub struct Writes<'a> {
     pub now: Millis,
 }
 
-pub struct WriteTx {
-    tx: Transaction<'static, Any>,
-    backend: Backend,
+/// A connection for the writer, held by one writer for as long as it works: taking it
+/// from the pool for every batch would put a pool round trip (and a task switch) on the
+/// critical path of every commit. On a SQLite file it is an in-process rusqlite
+/// connection (`sqlite_writes`); otherwise a connection of the write pool.
+pub struct WriteConnection {
+    conn: Conn,
+}
+
+enum Conn {
+    Pool(PoolConnection<Any>, Backend),
+    Sqlite(rusqlite::Connection),
+}
+
+/// One write transaction. Dropped without `commit`, it rolls back.
+pub struct WriteTx<'c> {
+    tx: Tx<'c>,
+}
+
+enum Tx<'c> {
+    Pool(PoolTx<'c>),
+    Sqlite(rusqlite::Transaction<'c>),
 }
 
 impl Store {
-    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        Ok(WriteTx {
-            tx: self.write.begin().await?,
-            backend: self.backend,
-        })
+    /// A connection for the writer. Blocks its thread while a SQLite file opens: call it
+    /// on the writer's thread.
+    pub async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
+        let conn = match &self.sqlite_file {
+            Some(path) => Conn::Sqlite(sqlite_writes::open(path)?),
+            None => Conn::Pool(self.write.acquire().await?, self.backend),
+        };
+        Ok(WriteConnection { conn })
     }
 }
 
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+impl WriteConnection {
+    pub async fn begin(&mut self) -> Result<WriteTx<'_>, StoreError> {
+        let tx = match &mut self.conn {
+            Conn::Pool(conn, backend) => Tx::Pool(PoolTx {
+                tx: conn.begin().await?,
+                backend: *backend,
+            }),
+            Conn::Sqlite(conn) => Tx::Sqlite(sqlite_writes::begin(conn)?),
+        };
+        Ok(WriteTx { tx })
+    }
+}
 
-impl WriteTx {
+impl WriteTx<'_> {
     /// Takes the change counters of `users` under lock, in sorted order (so two
     /// transactions touching the same users never deadlock), with each user's name and
     /// e-mail. Unknown users are absent from the answer.
     ///
     /// On PostgreSQL the row locks are held until commit, which is what makes sequence
     /// numbers follow commit order. On SQLite the transaction holds the database's single
-    /// write lock, which serialises writers the same way.
+    /// write lock (from its start), which serialises writers the same way.
     pub async fn lock_users(
         &mut self,
         users: impl IntoIterator<Item = String>,
@@ -128,6 +160,98 @@ impl WriteTx {
         let mut sorted: Vec<String> = users.into_iter().collect();
         sorted.sort();
         sorted.dedup();
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.lock_users(&sorted).await,
+            Tx::Sqlite(tx) => sqlite_writes::lock_users(tx, &sorted),
+        }
+    }
+
+    /// The messages with these ids (missing ids are absent).
+    pub async fn message_states(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<String, MessageState>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.message_states(ids).await,
+            Tx::Sqlite(tx) => sqlite_writes::message_states(tx, ids),
+        }
+    }
+
+    /// Messages already stored under these (sender, client message id) keys. One lookup of
+    /// the `(sender_id, client_message_id)` unique index per key.
+    pub async fn messages_by_client_ids(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.messages_by_client_ids(keys).await,
+            Tx::Sqlite(tx) => sqlite_writes::messages_by_client_ids(tx, keys),
+        }
+    }
+
+    /// The receipts stored for these messages, with their time.
+    pub async fn receipts_of(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.receipts_of(ids).await,
+            Tx::Sqlite(tx) => sqlite_writes::receipts_of(tx, ids),
+        }
+    }
+
+    /// Stores a batch's writes. New messages get their history position back.
+    pub async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.write(w).await,
+            Tx::Sqlite(tx) => sqlite_writes::write(tx, w),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self.tx {
+            Tx::Pool(tx) => tx.tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit()?,
+        }
+        Ok(())
+    }
+}
+
+/// Each party's conversation ends at the newest of these messages: ((user, other party),
+/// position), in key order.
+pub(super) fn latest_positions<'m>(
+    messages: &'m [NewMessage],
+    positions: &HashMap<String, i64>,
+) -> Vec<((&'m str, &'m str), i64)> {
+    let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for m in messages {
+        let Some(pos) = positions.get(&m.id).copied() else {
+            continue;
+        };
+        for key in [
+            (m.sender_id.as_str(), m.receiver_id.as_str()),
+            (m.receiver_id.as_str(), m.sender_id.as_str()),
+        ] {
+            let last = latest.entry(key).or_insert(pos);
+            *last = (*last).max(pos);
+        }
+    }
+    latest.into_iter().collect()
+}
+
+/// A transaction on a pool connection (PostgreSQL, or an in-memory SQLite database).
+struct PoolTx<'c> {
+    tx: Transaction<'c, Any>,
+    backend: Backend,
+}
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+impl PoolTx<'_> {
+    async fn lock_users(
+        &mut self,
+        sorted: &[String],
+    ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
         let mut locked = BTreeMap::new();
         for chunk in sorted.chunks(CHUNK) {
             let lock = match self.backend {
@@ -151,8 +275,7 @@ impl WriteTx {
         Ok(locked)
     }
 
-    /// The messages with these ids (missing ids are absent).
-    pub async fn message_states(
+    async fn message_states(
         &mut self,
         ids: &[String],
     ) -> Result<HashMap<String, MessageState>, StoreError> {
@@ -173,9 +296,7 @@ impl WriteTx {
         Ok(states)
     }
 
-    /// Messages already stored under these (sender, client message id) keys. One lookup of
-    /// the `(sender_id, client_message_id)` unique index per key.
-    pub async fn messages_by_client_ids(
+    async fn messages_by_client_ids(
         &mut self,
         keys: &[(String, String)],
     ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
@@ -229,8 +350,7 @@ impl WriteTx {
         Ok(found)
     }
 
-    /// The receipts stored for these messages, with their time.
-    pub async fn receipts_of(
+    async fn receipts_of(
         &mut self,
         ids: &[String],
     ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
@@ -254,8 +374,7 @@ impl WriteTx {
         Ok(found)
     }
 
-    /// Stores a batch's writes. New messages get their history position back.
-    pub async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
+    async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
         let mut positions = HashMap::new();
         for chunk in w.messages.chunks(ROWS) {
             let sql = format!(
@@ -281,21 +400,7 @@ impl WriteTx {
                     .map_err(StoreError::from_insert)?,
             );
         }
-        // Each party's conversation now ends at the newest of these messages.
-        let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for m in w.messages {
-            let Some(pos) = positions.get(&m.id).copied() else {
-                continue;
-            };
-            for key in [
-                (m.sender_id.as_str(), m.receiver_id.as_str()),
-                (m.receiver_id.as_str(), m.sender_id.as_str()),
-            ] {
-                let last = latest.entry(key).or_insert(pos);
-                *last = (*last).max(pos);
-            }
-        }
-        let latest: Vec<_> = latest.into_iter().collect();
+        let latest = latest_positions(w.messages, &positions);
         for chunk in latest.chunks(ROWS) {
             let sql = format!(
                 "INSERT INTO conversations (user_id, other_id, last_pos) VALUES {} \
@@ -384,17 +489,5 @@ impl WriteTx {
             q.execute(&mut *self.tx).await?;
         }
         Ok(positions)
-    }
-
-    pub async fn load_messages(
-        &mut self,
-        ids: &[String],
-    ) -> Result<Vec<StoredMessage>, StoreError> {
-        messages_by_ids(&mut self.tx, self.backend, ids).await
-    }
-
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
     }
 }

@@ -1,0 +1,229 @@
+//! The write transaction on SQLite, through rusqlite on the writer's own thread.
+//!
+//! The same operations as the sqlx path in `writes.rs`, with the same SQL, but executed in
+//! process: sqlx runs each SQLite connection on a worker thread of its own, so every
+//! statement of a batch is a round trip between two threads (and each multi-row statement
+//! one more compile, since batch sizes vary). A batch is a chain of such statements; under
+//! load each hop waited for a busy core, and the hops, not SQLite, bounded the single
+//! writer. Here every statement is prepared once and run on the calling thread, which is
+//! the writer's, so a blocking call costs nobody else anything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::writes::{LockedUser, MessageState, ReceiptTable, Writes, STATE_COLUMNS};
+use super::StoreError;
+use crate::clock::Millis;
+
+/// Opens the writer's connection with the settings of every other connection to the file
+/// (`Store::connect`): WAL, a commit is on disk before it returns, checkpoints left to the
+/// background checkpointer.
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
+         PRAGMA wal_autocheckpoint = 65536;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Starts a transaction that holds SQLite's write lock from its first statement: the
+/// counters it reads cannot change before it commits.
+pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+pub(super) fn lock_users(
+    tx: &Transaction<'_>,
+    users: &[String],
+) -> Result<BTreeMap<String, LockedUser>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT c.seq, u.name, u.email FROM user_seqs c JOIN users u ON u.id = c.user_id \
+         WHERE c.user_id = ?1",
+    )?;
+    let mut locked = BTreeMap::new();
+    for user in users {
+        let found = stmt
+            .query_row([user], |r| {
+                Ok(LockedUser {
+                    seq: r.get(0)?,
+                    name: r.get(1)?,
+                    email: r.get(2)?,
+                })
+            })
+            .optional()?;
+        if let Some(l) = found {
+            locked.insert(user.clone(), l);
+        }
+    }
+    Ok(locked)
+}
+
+fn state(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
+    Ok(MessageState {
+        id: r.get(0)?,
+        sender_id: r.get(1)?,
+        receiver_id: r.get(2)?,
+        content: r.get(3)?,
+        created_at: r.get(4)?,
+        deleted_at: r.get(5)?,
+        sender_seq: r.get(6)?,
+    })
+}
+
+pub(super) fn message_states(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<String, MessageState>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {STATE_COLUMNS} FROM messages WHERE id = ?1"
+    ))?;
+    let mut states = HashMap::new();
+    for id in ids {
+        if let Some(m) = stmt.query_row([id], state).optional()? {
+            states.insert(m.id.clone(), m);
+        }
+    }
+    Ok(states)
+}
+
+pub(super) fn messages_by_client_ids(
+    tx: &Transaction<'_>,
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), MessageState>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {STATE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_message_id = ?2"
+    ))?;
+    let mut found = HashMap::new();
+    for (sender, cid) in keys {
+        if let Some(m) = stmt.query_row([sender, cid], state).optional()? {
+            found.insert((sender.clone(), cid.clone()), m);
+        }
+    }
+    Ok(found)
+}
+
+pub(super) fn receipts_of(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+    let mut found = HashMap::new();
+    for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
+        let (name, column) = table.table_and_column();
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {column} FROM {name} WHERE message_id = ?1"
+        ))?;
+        for id in ids {
+            // One receipt per message: only its receiver stores them.
+            if let Some(at) = stmt.query_row([id], |r| r.get(0)).optional()? {
+                found.insert((id.clone(), table), at);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A unique violation on insert is a `Conflict`, like on the sqlx path.
+fn from_insert(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+            if matches!(
+                e.sqlite_error().map(|f| f.extended_code),
+                Some(
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
+            ) =>
+        {
+            StoreError::Conflict
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+pub(super) fn write(
+    tx: &Transaction<'_>,
+    w: &Writes<'_>,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut positions = HashMap::with_capacity(w.messages.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
+             client_message_id, sender_seq, receiver_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for m in w.messages {
+            insert
+                .execute(params![
+                    m.id,
+                    m.sender_id,
+                    m.receiver_id,
+                    m.content,
+                    m.created_at,
+                    m.client_message_id,
+                    m.sender_seq,
+                    m.receiver_seq
+                ])
+                .map_err(from_insert)?;
+            positions.insert(m.id.clone(), tx.last_insert_rowid());
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO conversations (user_id, other_id, last_pos) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
+        )?;
+        for ((user, other), pos) in super::writes::latest_positions(w.messages, &positions) {
+            upsert.execute(params![user, other, pos])?;
+        }
+    }
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for c in w.changes {
+            insert.execute(params![
+                c.user_id,
+                c.seq,
+                c.kind.as_str(),
+                c.message_id,
+                c.actor_id,
+                c.at
+            ])?;
+        }
+    }
+    for (id, old, new) in w.edits {
+        tx.prepare_cached(
+            "INSERT INTO message_edits (message_id, content, replaced_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![id, old, w.now])?;
+        tx.prepare_cached("UPDATE messages SET content = ?2, edited_at = ?3 WHERE id = ?1")?
+            .execute(params![id, new, w.now])?;
+    }
+    for id in w.deletes {
+        // The row stays; its content and its edit history do not.
+        tx.prepare_cached("UPDATE messages SET content = ?2, deleted_at = ?3 WHERE id = ?1")?
+            .execute(params![id, w.tombstone, w.now])?;
+        tx.prepare_cached("DELETE FROM message_edits WHERE message_id = ?1")?
+            .execute([id])?;
+    }
+    for (table, message_id, user_id) in w.receipts {
+        let (name, column) = table.table_and_column();
+        tx.prepare_cached(&format!(
+            "INSERT INTO {name} (message_id, user_id, {column}) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (message_id, user_id) DO NOTHING"
+        ))?
+        .execute(params![message_id, user_id, w.now])?;
+    }
+    let mut update = tx.prepare_cached("UPDATE user_seqs SET seq = ?2 WHERE user_id = ?1")?;
+    for (user, seq) in w.counters {
+        update.execute(params![user, seq])?;
+    }
+    Ok(positions)
+}
