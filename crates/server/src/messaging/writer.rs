@@ -25,7 +25,7 @@ use crate::store::writes::{LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
 /// Most commands applied in one transaction.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
 

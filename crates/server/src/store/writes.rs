@@ -19,7 +19,7 @@ const CHUNK: usize = 400;
 /// Rows per multi-row `INSERT`: a whole batch (`messaging::writer::MAX_BATCH`) in one
 /// statement per table, within both engines' parameter limits. Generated statements use
 /// anonymous `?` on SQLite (`Backend::param`), so binding stays linear in their size.
-const ROWS: usize = 256;
+const ROWS: usize = 512;
 
 /// What the rules need to know about an existing message.
 #[derive(Debug, Clone, sqlx::FromRow)]
