@@ -102,6 +102,7 @@ impl Application {
             // fit, so this must cover a client's whole window of in-flight sends (each send
             // is answered by an event and an ack). The queue grows on demand.
             .max_buffer_size(8192)
+            .ws_read_buffer_size(1024)
             .ws_max_message_size(crate::http::MAX_BODY_BYTES)
             .ws_max_frame_size(crate::http::MAX_BODY_BYTES)
             .ping_interval(Duration::from_secs(25))
@@ -118,6 +119,7 @@ impl Application {
         let router = crate::http::router()
             .with_state(state.clone())
             .layer(io_layer)
+            .layer(axum::middleware::map_request(gateway::detach_handshake))
             .layer(cors(config.frontend_url.as_deref()))
             .layer(TraceLayer::new_for_http());
 

@@ -180,7 +180,9 @@ async fn serve(
                 let mut inc = *inc;
                 deadline = Instant::now() + idle;
                 let temp_id = temp_id(inc.data.as_ref());
-                match dispatch(&state, &s, user, &inc.event, inc.data.take()).await {
+                // Boxed: inline, the largest handler's state would make every idle socket's task
+                // that large.
+                match Box::pin(dispatch(&state, &s, user, &inc.event, inc.data.take())).await {
                     Reply::Now(result) if in_flight.is_empty() => {
                         respond(&s, inc.ack, &inc.event, result, temp_id)
                     }
@@ -195,7 +197,7 @@ async fn serve(
             }
             Some((inc, temp_id, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 let answer = match result {
-                    Ok(committed) => Ok(announce(&state, &s, committed).await),
+                    Ok(committed) => Ok(Box::pin(announce(&state, &s, committed)).await),
                     Err(e) => Err(e),
                 };
                 respond(&s, inc.ack, &inc.event, answer, temp_id);

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{OriginalUri, Request};
+use axum::http::{HeaderValue, Uri};
 use nexus_protocol::events::{self, ForceDisconnect, NAMESPACE};
 use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
@@ -21,6 +23,32 @@ mod handlers;
 pub mod presence;
 
 use presence::{Presence, Typing};
+
+/// Copies a Socket.IO handshake's URI and header values out of the connection's read
+/// buffer. socketioxide keeps each socket's handshake request for as long as the socket
+/// lives, and hyper parses both as slices of that buffer (8–16 KiB), so every idle socket
+/// kept its whole read buffer alive; with the copies the buffer goes away when the
+/// connection is upgraded to a WebSocket. Other requests pass untouched.
+pub async fn detach_handshake(request: Request) -> Request {
+    if !request.uri().path().starts_with("/socket.io") {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    for value in parts.headers.values_mut() {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        // The router recorded the URI as it came, too.
+        if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>() {
+            *original = uri.clone();
+        }
+        parts.uri = uri;
+    }
+    Request::from_parts(parts, body)
+}
 
 /// The room every socket of a user joins.
 pub fn user_room(user: &str) -> String {
