@@ -155,3 +155,56 @@ fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<
     handlers::admit(state, s, session);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, Bytes};
+    use axum::http::{HeaderValue, Uri};
+
+    use super::*;
+
+    /// A request whose URI and header value are slices of `buffer`, as hyper parses them.
+    fn parsed_from(buffer: &Bytes) -> Request {
+        let uri = Uri::from_maybe_shared(buffer.slice(0..30)).unwrap();
+        let token = HeaderValue::from_maybe_shared(buffer.slice(31..)).unwrap();
+        let mut request = Request::builder()
+            .uri(uri.clone())
+            .header("authorization", token)
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(OriginalUri(uri));
+        request
+    }
+
+    fn inside(buffer: &Bytes, bytes: &[u8]) -> bool {
+        buffer.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[tokio::test]
+    async fn a_handshake_keeps_nothing_of_the_connection_buffer() {
+        let buffer = Bytes::from_static(b"/socket.io/?EIO=4&transport=ws Bearer abc");
+        let request = detach_handshake(parsed_from(&buffer)).await;
+
+        assert_eq!(request.uri(), "/socket.io/?EIO=4&transport=ws");
+        assert_eq!(request.headers()["authorization"], "Bearer abc");
+        let original = request.extensions().get::<OriginalUri>().unwrap();
+        assert_eq!(original.0, "/socket.io/?EIO=4&transport=ws");
+        assert!(!inside(&buffer, request.uri().path().as_bytes()));
+        assert!(!inside(&buffer, original.0.path().as_bytes()));
+        assert!(!inside(
+            &buffer,
+            request.headers()["authorization"].as_bytes()
+        ));
+    }
+
+    #[tokio::test]
+    async fn other_requests_pass_untouched() {
+        let buffer = Bytes::from_static(b"/messages/conversation/xy?l=10 Bearer abc");
+        let request = detach_handshake(parsed_from(&buffer)).await;
+        assert!(inside(&buffer, request.uri().path().as_bytes()));
+        assert!(inside(
+            &buffer,
+            request.headers()["authorization"].as_bytes()
+        ));
+    }
+}
