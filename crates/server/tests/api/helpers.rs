@@ -183,10 +183,11 @@ impl TestApp {
     }
 
     pub async fn register(&self, name: &str) -> TestUser {
+        // A decimal suffix: a hex one can contain a name ("ada") and surprise a search.
         let email = format!(
             "{}-{}@example.org",
             name.to_lowercase(),
-            uuid::Uuid::new_v4().simple()
+            uuid::Uuid::new_v4().as_u128()
         );
         let resp = self
             .post_json(
