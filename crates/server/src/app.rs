@@ -22,7 +22,7 @@ use crate::gateway::{self, Gateway};
 use crate::messaging::writer::Writer;
 use crate::messaging::{MessagingService, Outcome};
 use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
-use crate::store::{Backend, Store};
+use crate::store::Store;
 
 /// Everything a request or socket handler needs, cheap to clone.
 #[derive(Clone)]
@@ -88,11 +88,8 @@ impl Application {
         let login_limiter = Arc::new(KeyedLimiter::per_minute(10));
         spawn_shrinker(send_limiter.clone(), login_limiter.clone());
 
-        let workers = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => (config.database_max_connections / 2).max(1) as usize,
-        };
-        let writer = Writer::start(store.clone(), workers).map_err(StartError::Writer)?;
+        let writer =
+            Writer::start(store.clone(), store.writer_workers()).map_err(StartError::Writer)?;
         let accounts = AccountService::new(store.clone(), tokens, login_limiter);
         let messaging = MessagingService::new(store.clone(), writer, send_limiter);
 

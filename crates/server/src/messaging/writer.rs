@@ -120,6 +120,11 @@ async fn worker(store: Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Rece
                     break; // every sender is gone
                 }
                 run_batch(&store, &mut conn, std::mem::take(&mut jobs)).await;
+                // A pool connection goes back while there is nothing to do, so the pool's
+                // other users (registration, devices) are never starved by idle writers.
+                if rx.is_empty() && conn.as_ref().is_some_and(WriteConnection::is_pooled) {
+                    conn = None;
+                }
             }
             _ = stop.wait_for(|stop| *stop) => {
                 // Shutting down: refuse new commands, apply what is queued.

@@ -51,6 +51,8 @@ pub struct Store {
     /// (`writes::WriteConnection`). `None` on PostgreSQL and for an in-memory database,
     /// which only the pool's connection can see.
     sqlite_file: Option<PathBuf>,
+    /// Connections the messaging writer may hold (one per worker).
+    writer_workers: usize,
 }
 
 /// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
@@ -132,11 +134,18 @@ impl Store {
             ),
             _ => None,
         };
+        // On PostgreSQL each writer worker holds a connection of the write pool; one is left
+        // for the other writes (registration, devices, settings).
+        let writer_workers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (write_max as usize).saturating_sub(1).max(1),
+        };
         let store = Store {
             backend,
             read: write.clone(),
             write,
             sqlite_file,
+            writer_workers,
         };
         store.migrate().await?;
         let read = pool_options()
@@ -167,6 +176,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many writer workers to start: SQLite has one writer; on PostgreSQL batches that
+    /// share no user commit in parallel, each on a write-pool connection of its own.
+    pub fn writer_workers(&self) -> usize {
+        self.writer_workers
     }
 
     /// True when the database answers a trivial query.

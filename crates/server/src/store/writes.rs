@@ -133,6 +133,11 @@ impl Store {
 }
 
 impl WriteConnection {
+    /// True for a connection borrowed from the write pool (which other writes share).
+    pub fn is_pooled(&self) -> bool {
+        matches!(self.conn, Conn::Pool(..))
+    }
+
     pub async fn begin(&mut self) -> Result<WriteTx<'_>, StoreError> {
         let tx = match &mut self.conn {
             Conn::Pool(conn, backend) => Tx::Pool(PoolTx {

@@ -202,6 +202,20 @@ on_both_backends! {
         assert_error(app.delete(&ada, id).await, StatusCode::CONFLICT).await;
     }
 
+    async fn sending_leaves_connections_for_the_other_writes(app, config: |c: &mut nexus::config::Config| c.database_max_connections = 2) {
+        // The smallest pool: on PostgreSQL one write connection, which the messaging writer
+        // must not keep while it has nothing to do.
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        for i in 0..3 {
+            app.send_ok(&ada, &bob, &format!("m{i}")).await;
+        }
+        let cyd = app.register("Cyd").await;
+        let r = app.post_json("/users/fcm/register", &json!({"deviceToken": "phone"}), Some(&cyd.token)).await;
+        assert!(r.status().is_success(), "{}", r.status());
+        app.send_ok(&cyd, &ada, "hello").await;
+        assert_eq!(app.conversation(&ada, &cyd).await.len(), 1);
+    }
+
     async fn the_send_rate_limit_refuses_and_stores_nothing(app, config: |c: &mut nexus::config::Config| c.rate_limit_messages_per_minute = 5) {
         let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
         for i in 0..5 {
