@@ -98,18 +98,7 @@ impl Store {
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
-                            // WAL: readers never block the writer. synchronous=FULL: a commit is
-                            // on disk before it is acknowledged (DESIGN.md §6); group commit
-                            // pays for the fsync. busy_timeout: a second process (or a
-                            // checkpoint) makes us wait, not fail.
-                            // wal_autocheckpoint: see `checkpoints`.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
-                                 PRAGMA wal_autocheckpoint = 65536;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_SETTINGS).await?;
                         }
                         Ok(())
                     })
@@ -215,6 +204,16 @@ impl Store {
         self.write.close().await;
     }
 }
+
+/// Every SQLite connection's settings, the sqlx pools' and the writer's
+/// (`sqlite_writes::open`). WAL: readers never block the writer. synchronous=FULL: a commit
+/// is on disk before it is acknowledged (DESIGN.md §6); group commit pays for the fsync.
+/// busy_timeout: another writer (the messaging writer and the pool's writes share the file)
+/// or a checkpoint makes us wait, not fail. wal_autocheckpoint: see `checkpoints`.
+const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
+     PRAGMA wal_autocheckpoint = 65536;";
 
 /// How often the SQLite checkpointer copies committed pages from the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

@@ -10,25 +10,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::writes::{LockedUser, MessageState, ReceiptTable, Writes, STATE_COLUMNS};
-use super::StoreError;
+use super::{StoreError, SQLITE_SETTINGS};
 use crate::clock::Millis;
 
 /// Opens the writer's connection with the settings of every other connection to the file
-/// (`Store::connect`): WAL, a commit is on disk before it returns, checkpoints left to the
+/// (`SQLITE_SETTINGS`): WAL, a commit is on disk before it returns, checkpoints left to the
 /// background checkpointer.
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
-         PRAGMA wal_autocheckpoint = 65536;",
-    )?;
+    conn.execute_batch(SQLITE_SETTINGS)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
