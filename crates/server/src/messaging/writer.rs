@@ -1,7 +1,10 @@
 //! Group commit: state changes queue here, and each worker applies as many as are waiting in
-//! one transaction, commits once, then answers every caller. Nobody is answered before the
-//! commit (DESIGN.md §6); throughput comes from sharing the commit's fsync, not from
-//! acknowledging early.
+//! one transaction, commits once, then answers every caller once the commit is on disk.
+//! Nobody is answered before that (DESIGN.md §6); throughput comes from sharing the commit's
+//! fsync, not from acknowledging early. On SQLite the fsync runs beside the writer
+//! (`store::durable`): while one batch's frames are being synced the writer applies the
+//! next, and it starts a new batch only while at most [`SYNC_BACKLOG`] commits wait for
+//! their fsync, so that a slow disk makes batches larger rather than more numerous.
 //!
 //! Commands are sharded by the acting user: all of one user's commands go to the same
 //! worker, in the order they were enqueued, so a user's messages are stored (and numbered)
@@ -21,13 +24,19 @@ use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
 use crate::error::DomainError;
-use crate::store::writes::{LockedUser, NewMessage, WriteConnection, Writes};
+use crate::store::writes::{Commit, LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
 /// Most commands applied in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Commits that may wait for their fsync while the writer starts another (SQLite).
+const SYNC_BACKLOG: u64 = 2;
+
 type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
+
+/// A batch's answers (one per command, in order) and its commit, which they wait for.
+type Applied = (Vec<Result<Outcome, DomainError>>, Commit);
 
 struct Job {
     cmd: Command,
@@ -110,16 +119,23 @@ impl Writer {
     }
 }
 
-async fn worker(store: Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
+async fn worker(store: Store, rx: mpsc::Receiver<Job>, stop: watch::Receiver<bool>) {
+    work(&store, rx, stop).await;
+    // Done once the last answers are on their way: their commits are on disk.
+    store.settled().await;
+}
+
+async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
     let mut conn = None;
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     loop {
+        store.sync_backlog_at_most(SYNC_BACKLOG).await;
         tokio::select! {
             n = rx.recv_many(&mut jobs, MAX_BATCH) => {
                 if n == 0 {
                     break; // every sender is gone
                 }
-                run_batch(&store, &mut conn, std::mem::take(&mut jobs)).await;
+                run_batch(store, &mut conn, std::mem::take(&mut jobs)).await;
                 // A pool connection goes back while there is nothing to do, so the pool's
                 // other users (registration, devices) are never starved by idle writers.
                 if rx.is_empty() && conn.as_ref().is_some_and(WriteConnection::is_pooled) {
@@ -130,7 +146,7 @@ async fn worker(store: Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Rece
                 // Shutting down: refuse new commands, apply what is queued.
                 rx.close();
                 while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-                    run_batch(&store, &mut conn, std::mem::take(&mut jobs)).await;
+                    run_batch(store, &mut conn, std::mem::take(&mut jobs)).await;
                 }
                 break;
             }
@@ -155,7 +171,7 @@ async fn apply_on(
     store: &Store,
     slot: &mut Option<WriteConnection>,
     cmds: &[&Command],
-) -> Result<Vec<Result<Outcome, DomainError>>, StoreError> {
+) -> Result<Applied, StoreError> {
     let result = match connection(store, slot).await {
         Ok(conn) => apply_batch(store, conn, cmds).await,
         Err(e) => Err(e),
@@ -168,12 +184,14 @@ async fn apply_on(
 
 async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<Job>) {
     let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
-    match apply_on(store, conn, &cmds).await {
-        Ok(results) => {
+    let applied = apply_on(store, conn, &cmds).await;
+    drop(cmds);
+    match applied {
+        Ok((results, commit)) => commit.when_durable(move |synced| {
             for (job, result) in jobs.into_iter().zip(results) {
-                let _ = job.reply.send(result);
+                answer(job, result, &synced);
             }
-        }
+        }),
         Err(e) if jobs.len() == 1 => {
             tracing::error!(error = ?e, "write failed");
             for job in jobs {
@@ -185,19 +203,34 @@ async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<
         Err(e) => {
             tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
             for job in jobs {
-                let result = match apply_on(store, conn, &[&job.cmd]).await {
-                    Ok(mut r) => r.pop().unwrap_or_else(|| {
-                        Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
-                    }),
+                match apply_on(store, conn, &[&job.cmd]).await {
+                    Ok((mut results, commit)) => {
+                        let result = results.pop().unwrap_or_else(|| {
+                            Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
+                        });
+                        commit.when_durable(move |synced| answer(job, result, &synced));
+                    }
                     Err(e) => {
                         tracing::error!(error = ?e, "write failed");
-                        Err(DomainError::internal(e))
+                        let _ = job.reply.send(Err(DomainError::internal(e)));
                     }
-                };
-                let _ = job.reply.send(result);
+                }
             }
         }
     }
+}
+
+/// Answers a command once its commit is durable; if the fsync failed the change is
+/// committed but not promised, so the sender hears of a failure (a retry with the same
+/// `tempId` finds the message).
+fn answer(job: Job, result: Result<Outcome, DomainError>, synced: &Result<(), String>) {
+    let result = match synced {
+        Ok(()) => result,
+        Err(e) => Err(DomainError::internal(anyhow::anyhow!(
+            "the commit could not be made durable: {e}"
+        ))),
+    };
+    let _ = job.reply.send(result);
 }
 
 /// One transaction for all `cmds`: load what they read (counters under lock), let the
@@ -208,7 +241,7 @@ async fn apply_batch(
     store: &Store,
     conn: &mut WriteConnection,
     cmds: &[&Command],
-) -> Result<Vec<Result<Outcome, DomainError>>, StoreError> {
+) -> Result<Applied, StoreError> {
     let mut tx = conn.begin().await?;
 
     // The messages edits, deletes and receipts name: their parties never change, so they
@@ -293,7 +326,7 @@ async fn apply_batch(
         })
         .await?;
 
-    tx.commit().await?;
+    let commit = tx.commit().await?;
 
     // The messages the transports deliver: new ones from what was just written, retried
     // ones (committed earlier) from the database.
@@ -311,7 +344,7 @@ async fn apply_batch(
     let loaded: HashMap<String, StoredMessage> = if retried.is_empty() {
         HashMap::new()
     } else {
-        match store.messages_by_ids(&retried).await {
+        match store.committed_messages_by_ids(&retried).await {
             Ok(found) => found.into_iter().map(|m| (m.row.id.clone(), m)).collect(),
             Err(e) => {
                 // Committed already: the senders get their answer without the message.
@@ -329,7 +362,7 @@ async fn apply_batch(
             .map(Box::new);
         }
     }
-    Ok(results)
+    Ok((results, commit))
 }
 
 /// A just-inserted message as the transports need it (no receipts yet).

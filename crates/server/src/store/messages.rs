@@ -102,15 +102,27 @@ async fn with_receipts(
 
 impl Store {
     pub async fn message_place(&self, id: MessageId) -> Result<Option<MessagePlace>, StoreError> {
-        Ok(
+        let place =
             sqlx::query_as("SELECT pos, sender_id, receiver_id FROM messages WHERE id = $1")
                 .bind(id.as_string())
                 .fetch_optional(&self.read)
-                .await?,
-        )
+                .await?;
+        self.settled().await;
+        Ok(place)
     }
 
     pub async fn messages_by_ids(&self, ids: &[String]) -> Result<Vec<StoredMessage>, StoreError> {
+        let found = self.committed_messages_by_ids(ids).await?;
+        self.settled().await;
+        Ok(found)
+    }
+
+    /// [`Store::messages_by_ids`] without waiting for the syncer: for the writer, whose
+    /// answers wait for the fsync anyway (and which must not wait for its own commit).
+    pub(crate) async fn committed_messages_by_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut conn = self.read.acquire().await?;
         messages_by_ids(&mut conn, self.backend, ids).await
     }
@@ -138,7 +150,9 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?;
         rows.reverse();
-        with_receipts(&mut conn, self.backend, rows).await
+        let page = with_receipts(&mut conn, self.backend, rows).await?;
+        self.settled().await;
+        Ok(page)
     }
 
     /// Every conversation of `me`, most recent first.
@@ -164,6 +178,7 @@ impl Store {
         .into_iter()
         .collect();
         if last.is_empty() {
+            self.settled().await;
             return Ok(Vec::new());
         }
         let sql = format!(
@@ -176,6 +191,7 @@ impl Store {
         }
         let rows = q.fetch_all(&mut *conn).await?;
         let messages = with_receipts(&mut conn, self.backend, rows).await?;
+        self.settled().await;
         Ok(messages
             .into_iter()
             .map(|m| {
@@ -215,7 +231,9 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
-        with_receipts(&mut conn, self.backend, rows).await
+        let messages = with_receipts(&mut conn, self.backend, rows).await?;
+        self.settled().await;
+        Ok(messages)
     }
 
     /// `me`'s changes after `since`, in order, at most `limit`.
@@ -225,7 +243,7 @@ impl Store {
         since: i64,
         limit: i64,
     ) -> Result<Vec<ChangeRow>, StoreError> {
-        Ok(sqlx::query_as(
+        let changes = sqlx::query_as(
             "SELECT seq, kind, message_id, actor_id, at FROM changes \
              WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -233,37 +251,41 @@ impl Store {
         .bind(since)
         .bind(limit)
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        self.settled().await;
+        Ok(changes)
     }
 
     /// The users `me` shares a conversation with.
     pub async fn partners(&self, me: UserId) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT other_id FROM conversations WHERE user_id = $1")
-                .bind(me.as_string())
-                .fetch_all(&self.read)
-                .await?,
-        )
+        let partners = sqlx::query_scalar("SELECT other_id FROM conversations WHERE user_id = $1")
+            .bind(me.as_string())
+            .fetch_all(&self.read)
+            .await?;
+        self.settled().await;
+        Ok(partners)
     }
 
     /// The last sequence number allocated to `me` (0 when nothing happened yet).
     pub async fn current_seq(&self, me: UserId) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT seq FROM user_seqs WHERE user_id = $1")
-                .bind(me.as_string())
-                .fetch_optional(&self.read)
-                .await?
-                .unwrap_or(0),
-        )
+        let seq = sqlx::query_scalar("SELECT seq FROM user_seqs WHERE user_id = $1")
+            .bind(me.as_string())
+            .fetch_optional(&self.read)
+            .await?
+            .unwrap_or(0);
+        self.settled().await;
+        Ok(seq)
     }
 
     /// Earlier contents of a message, oldest first (empty once it is deleted).
     pub async fn edit_history(&self, id: MessageId) -> Result<Vec<(String, Millis)>, StoreError> {
-        Ok(sqlx::query_as(
+        let history = sqlx::query_as(
             "SELECT content, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
         )
         .bind(id.as_string())
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        self.settled().await;
+        Ok(history)
     }
 }

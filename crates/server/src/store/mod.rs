@@ -12,12 +12,14 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub mod durable;
 mod messages;
 mod rows;
 mod sqlite_writes;
@@ -51,6 +53,8 @@ pub struct Store {
     /// (`writes::WriteConnection`). `None` on PostgreSQL and for an in-memory database,
     /// which only the pool's connection can see.
     sqlite_file: Option<PathBuf>,
+    /// The syncer of that file's WAL: the writer's commits become durable through it.
+    durable: Option<Arc<durable::Durable>>,
     /// Connections the messaging writer may hold (one per worker).
     writer_workers: usize,
 }
@@ -129,11 +133,19 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => (write_max as usize).saturating_sub(1).max(1),
         };
+        let durable = match &sqlite_file {
+            Some(file) => Some(
+                durable::Durable::start(file.clone())
+                    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?,
+            ),
+            None => None,
+        };
         let store = Store {
             backend,
             read: write.clone(),
             write,
             sqlite_file,
+            durable,
             writer_workers,
         };
         store.migrate().await?;
@@ -171,6 +183,23 @@ impl Store {
     /// share no user commit in parallel, each on a write-pool connection of its own.
     pub fn writer_workers(&self) -> usize {
         self.writer_workers
+    }
+
+    /// Waits until every commit of the messaging writer that a read may have seen is on
+    /// disk (see [`durable`]); at once where commits sync themselves.
+    pub async fn settled(&self) {
+        if let Some(durable) = &self.durable {
+            durable.settled().await;
+        }
+    }
+
+    /// Waits until at most `commits` of the writer's commits wait for their fsync: the
+    /// writer collects the next batch meanwhile instead of writing many small ones (each
+    /// commit writes every page it touched, so small batches write more per message).
+    pub async fn sync_backlog_at_most(&self, commits: u64) {
+        if let Some(durable) = &self.durable {
+            durable.backlog_at_most(commits).await;
+        }
     }
 
     /// True when the database answers a trivial query.

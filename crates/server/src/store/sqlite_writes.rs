@@ -18,11 +18,13 @@ use super::{StoreError, SQLITE_SETTINGS};
 use crate::clock::Millis;
 
 /// Opens the writer's connection with the settings of every other connection to the file
-/// (`SQLITE_SETTINGS`): WAL, a commit is on disk before it returns, checkpoints left to the
-/// background checkpointer.
+/// (`SQLITE_SETTINGS`: WAL, checkpoints left to the background checkpointer) except one: its
+/// commits do not wait for the fsync of the WAL, which the syncer thread does for them
+/// (`durable`); nobody is answered before that fsync.
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch(SQLITE_SETTINGS)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -3,6 +3,7 @@
 //! (every rule lives there); this module only knows how.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use nexus_protocol::ChangeType;
 use sqlx::any::AnyArguments;
@@ -10,6 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Any, Connection, Transaction};
 
+use super::durable::{AfterSync, Durable};
 use super::{sqlite_writes, Backend, Store, StoreError};
 use crate::clock::Millis;
 
@@ -103,6 +105,8 @@ pub struct Writes<'a> {
 /// connection (`sqlite_writes`); otherwise a connection of the write pool.
 pub struct WriteConnection {
     conn: Conn,
+    /// The WAL syncer, for a connection whose commits do not sync themselves.
+    durable: Option<Arc<Durable>>,
 }
 
 enum Conn {
@@ -113,6 +117,26 @@ enum Conn {
 /// One write transaction. Dropped without `commit`, it rolls back.
 pub struct WriteTx<'c> {
     tx: Tx<'c>,
+    durable: Option<Arc<Durable>>,
+}
+
+/// A committed transaction on its way to disk.
+#[must_use = "answer only once the commit is durable"]
+pub struct Commit {
+    pending: Option<(Arc<Durable>, u64)>,
+}
+
+impl Commit {
+    /// Runs `then` once the commit is on disk: at once where the commit synced itself
+    /// (PostgreSQL, the pool's SQLite connections), after the WAL's fsync on the SQLite
+    /// writer, on the syncer's thread. An `Err` means the fsync failed: the change is
+    /// committed but may not survive a crash.
+    pub fn when_durable(self, then: impl FnOnce(Result<(), String>) + Send + 'static) {
+        match self.pending {
+            None => then(Ok(())),
+            Some((durable, commit)) => durable.after(commit, Some(Box::new(then) as AfterSync)),
+        }
+    }
 }
 
 enum Tx<'c> {
@@ -124,11 +148,16 @@ impl Store {
     /// A connection for the writer. Blocks its thread while a SQLite file opens: call it
     /// on the writer's thread.
     pub async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
-        let conn = match &self.sqlite_file {
-            Some(path) => Conn::Sqlite(sqlite_writes::open(path)?),
-            None => Conn::Pool(self.write.acquire().await?, self.backend),
-        };
-        Ok(WriteConnection { conn })
+        Ok(match &self.sqlite_file {
+            Some(path) => WriteConnection {
+                conn: Conn::Sqlite(sqlite_writes::open(path)?),
+                durable: self.durable.clone(),
+            },
+            None => WriteConnection {
+                conn: Conn::Pool(self.write.acquire().await?, self.backend),
+                durable: None,
+            },
+        })
     }
 }
 
@@ -146,7 +175,10 @@ impl WriteConnection {
             }),
             Conn::Sqlite(conn) => Tx::Sqlite(sqlite_writes::begin(conn)?),
         };
-        Ok(WriteTx { tx })
+        Ok(WriteTx {
+            tx,
+            durable: self.durable.clone(),
+        })
     }
 }
 
@@ -213,12 +245,26 @@ impl WriteTx<'_> {
         }
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self.tx {
-            Tx::Pool(tx) => tx.tx.commit().await?,
-            Tx::Sqlite(tx) => tx.commit()?,
+    /// Commits. The commit takes its number from the syncer before it runs, so a reader
+    /// that sees it also waits for it (`Store::settled`).
+    pub async fn commit(self) -> Result<Commit, StoreError> {
+        let pending = self.durable.map(|d| {
+            let n = d.begin_commit();
+            (d, n)
+        });
+        let committed = match self.tx {
+            Tx::Pool(tx) => tx.tx.commit().await.map_err(StoreError::from),
+            Tx::Sqlite(tx) => tx.commit().map_err(StoreError::from),
+        };
+        match committed {
+            Ok(()) => Ok(Commit { pending }),
+            Err(e) => {
+                if let Some((durable, n)) = pending {
+                    durable.after(n, None);
+                }
+                Err(e)
+            }
         }
-        Ok(())
     }
 }
 

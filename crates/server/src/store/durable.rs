@@ -1,0 +1,199 @@
+//! Durability of the SQLite writer's commits, off the writer's path.
+//!
+//! With `synchronous=FULL` every commit writes its WAL frames and then waits for the fsync
+//! of the WAL before it returns, and the writer can do nothing else meanwhile: on this kind
+//! of disk the fsync of a batch's frames takes about as long as the batch itself, so the
+//! writer sat idle half of the time. Instead the writer's connection commits with
+//! `synchronous=NORMAL` (the frames are written, not yet synced) and hands the batch's
+//! answers to a syncer thread, which fsyncs the WAL file once for every commit that
+//! arrived meanwhile and only then lets the answers go, while the writer already works on
+//! the next batch. SQLite's WAL recovery replays a frame only when it belongs to a complete
+//! commit with a valid checksum chain, so after a crash the database holds every commit
+//! whose fsync completed, which includes every acknowledged one (DESIGN.md §6).
+//!
+//! A committed but not yet synced change is visible to readers. So that nobody learns of a
+//! change a crash could still take back (a `seq` a client saw and that would later name a
+//! different change), readers of what the writer writes wait for [`Durable::settled`]
+//! before they answer: until every commit begun before they finished reading is synced.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use tokio::sync::watch;
+
+/// What runs once a commit is on disk (or the fsync failed).
+pub type AfterSync = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+struct Pending {
+    commit: u64,
+    then: Option<AfterSync>,
+}
+
+/// The syncer of one SQLite database file's WAL.
+pub struct Durable {
+    /// Commits begun (numbered from 1); a commit takes its number before it runs, so a
+    /// reader that saw it also sees its number here.
+    begun: AtomicU64,
+    /// The highest commit number whose frames are on disk.
+    synced: watch::Sender<u64>,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Durable {
+    /// Starts the syncer thread for the WAL of `database` (`<file>-wal`).
+    pub fn start(database: PathBuf) -> std::io::Result<Arc<Durable>> {
+        let mut wal = database.into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let (queue, pending) = mpsc::channel();
+        let (synced, _) = watch::channel(0);
+        let durable = Arc::new(Durable {
+            begun: AtomicU64::new(0),
+            synced,
+            queue,
+        });
+        let weak = Arc::downgrade(&durable);
+        std::thread::Builder::new()
+            .name("nexus-wal-sync".into())
+            .spawn(move || {
+                // Ends when the last `Durable` (and with it the queue's sender) is gone.
+                while let Ok(first) = pending.recv() {
+                    let batch: Vec<Pending> = std::iter::once(first).chain(pending.try_iter()).collect();
+                    let upto = batch.iter().map(|p| p.commit).max().unwrap_or(0);
+                    // Opened each time: cheap next to the fsync, and never a stale file.
+                    let result = std::fs::File::open(&wal)
+                        .and_then(|f| f.sync_data())
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, wal = %wal.display(), "fsync of the WAL failed");
+                    }
+                    if let Some(durable) = weak.upgrade() {
+                        durable.synced.send_if_modified(|s| {
+                            let advance = upto > *s;
+                            *s = (*s).max(upto);
+                            advance
+                        });
+                    }
+                    for p in batch {
+                        if let Some(then) = p.then {
+                            then(result.clone());
+                        }
+                    }
+                }
+            })?;
+        Ok(durable)
+    }
+
+    /// Numbers a commit about to run; pass the number to [`Durable::after`] whether the
+    /// commit succeeds or not.
+    pub fn begin_commit(&self) -> u64 {
+        self.begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Runs `then` once commit `commit` is on disk, on the syncer's thread.
+    pub fn after(&self, commit: u64, then: Option<AfterSync>) {
+        if let Err(mpsc::SendError(p)) = self.queue.send(Pending { commit, then }) {
+            // The syncer is gone (shutting down): nothing more can be synced.
+            if let Some(then) = p.then {
+                then(Err("the WAL syncer has stopped".into()));
+            }
+        }
+    }
+
+    /// Waits until at most `commits` commits are still waiting for their fsync.
+    pub async fn backlog_at_most(&self, commits: u64) {
+        let mut synced = self.synced.subscribe();
+        let _ = synced
+            .wait_for(|s| self.begun.load(Ordering::SeqCst).saturating_sub(*s) <= commits)
+            .await;
+    }
+
+    /// Waits until every commit begun so far is on disk.
+    pub async fn settled(&self) {
+        let target = self.begun.load(Ordering::SeqCst);
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|s| *s >= target).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn is_pending<F: Future>(f: std::pin::Pin<&mut F>) -> bool {
+        f.poll(&mut Context::from_waker(Waker::noop())).is_pending()
+    }
+
+    /// A database file in a fresh directory, with its WAL present when `wal` is true.
+    fn database(wal: bool) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nexus-durable-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if wal {
+            std::fs::write(dir.join("n.db-wal"), b"frames").unwrap();
+        }
+        (dir.join("n.db"), dir)
+    }
+
+    #[tokio::test]
+    async fn an_answer_goes_out_after_the_wal_is_synced_and_readers_wait_for_begun_commits() {
+        let (db, dir) = database(true);
+        let durable = Durable::start(db).unwrap();
+        durable.settled().await; // nothing begun: no wait
+
+        let commit = durable.begin_commit();
+        // A reader that may have seen this commit must not answer before it is on disk.
+        let mut reader = pin!(durable.settled());
+        assert!(is_pending(reader.as_mut()));
+
+        let (tx, rx) = oneshot::channel();
+        durable.after(commit, Some(Box::new(move |r| tx.send(r).unwrap())));
+        assert_eq!(rx.await.unwrap(), Ok(()));
+        reader.await;
+        assert_eq!(*durable.synced.borrow(), commit);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_does_not_hold_readers() {
+        let (db, dir) = database(true);
+        let durable = Durable::start(db).unwrap();
+        let commit = durable.begin_commit();
+        durable.after(commit, None); // what `WriteTx::commit` does when the commit fails
+        durable.settled().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_the_answers_and_readers_go_on() {
+        let (db, dir) = database(false); // no WAL to sync: the sync fails
+        let durable = Durable::start(db).unwrap();
+        let commit = durable.begin_commit();
+        let (tx, rx) = oneshot::channel();
+        durable.after(commit, Some(Box::new(move |r| tx.send(r).unwrap())));
+        assert!(rx.await.unwrap().is_err());
+        durable.settled().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_backlog_bound_waits_for_older_commits() {
+        let (db, dir) = database(true);
+        let durable = Durable::start(db).unwrap();
+        let (first, second) = (durable.begin_commit(), durable.begin_commit());
+        durable.backlog_at_most(2).await;
+        let mut writer = pin!(durable.backlog_at_most(1));
+        assert!(is_pending(writer.as_mut()));
+        durable.after(first, None);
+        writer.await;
+        durable.after(second, None);
+        durable.backlog_at_most(0).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
