@@ -21,8 +21,8 @@ pub struct Config {
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
-    /// `sqlite://FILE` (embedded, created if missing) or `postgres://…`. Migrations run at
-    /// start-up.
+    /// `sqlite://FILE` (embedded, created if missing), `sqlite::memory:` (kept nowhere: for
+    /// trying things out) or `postgres://…`. Migrations run at start-up.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://nexus.db")]
     pub database_url: String,
 

@@ -149,6 +149,10 @@ impl Store {
             writer_workers,
         };
         store.migrate().await?;
+        if backend == Backend::Sqlite && store.sqlite_file.is_none() {
+            // An in-memory database exists only inside its one connection: reads share it.
+            return Ok(store);
+        }
         let read = pool_options()
             .max_connections(read_max)
             .connect_with(options)

@@ -229,3 +229,27 @@ on_both_backends! {
         app.send_ok(&bob, &ada, "bob is fine").await;
     }
 }
+
+/// `DATABASE_URL=sqlite::memory:` keeps nothing, but works: what one connection writes, the
+/// readers see (each connection to `:memory:` would otherwise be a database of its own).
+#[tokio::test]
+async fn an_in_memory_database_serves_reads_and_writes() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
+        c.database_url = "sqlite::memory:".into()
+    })
+    .await
+    .expect("sqlite app");
+    let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+    let m = app.send_ok(&ada, &bob, "kept in memory").await;
+    assert_eq!(app.conversation(&bob, &ada).await[0]["id"], m["id"]);
+    let feed = app.sync_all(&bob, 0).await;
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    let login = app
+        .post_json(
+            "/auth/login",
+            &json!({"email": ada.email, "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+}
