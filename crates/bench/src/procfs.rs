@@ -1,5 +1,6 @@
-//! What `/proc` says about a process: resident memory (`VmRSS` of `/proc/PID/status`) and
-//! CPU time (`utime + stime` of `/proc/PID/stat`), for the server (`--pid`) and the bench.
+//! What `/proc` says about a process: resident memory (`VmRSS` of `/proc/PID/status`), CPU
+//! time (`utime + stime` of `/proc/PID/stat`) and bytes sent to storage (`write_bytes` of
+//! `/proc/PID/io`), for the server (`--pid`) and the bench.
 
 use std::time::Instant;
 
@@ -38,6 +39,18 @@ pub fn cpu_seconds(pid: Option<u32>) -> Result<f64> {
     Ok((ticks(14)? + ticks(15)?) / clock_ticks_per_second())
 }
 
+/// Bytes process `pid` caused to be sent to storage (`write_bytes` of `/proc/PID/io`): for
+/// a database server, its log and data files as the disk sees them. Readable for processes
+/// of the same user.
+pub fn written_bytes(pid: Option<u32>) -> Result<u64> {
+    let path = proc_path(pid, "io");
+    let io = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no write_bytes in {path}"))
+}
+
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux configuration that matters here.
 fn clock_ticks_per_second() -> f64 {
     100.0
@@ -58,6 +71,9 @@ pub struct CpuUse {
     pub bench_percent: f64,
     /// Server resident memory at the end of the window, MiB.
     pub server_rss_mib: Option<f64>,
+    /// What the server sent to storage over the window, MiB (`/proc/PID/io`); for
+    /// PostgreSQL this leaves out the database's own processes.
+    pub server_written_mib: Option<f64>,
     pub cores: usize,
 }
 
@@ -66,6 +82,7 @@ pub struct CpuMeter {
     pid: Option<u32>,
     at: Instant,
     server: Option<f64>,
+    written: Option<u64>,
     bench: f64,
 }
 
@@ -75,6 +92,7 @@ impl CpuMeter {
             pid,
             at: Instant::now(),
             server: pid.and_then(|p| cpu_seconds(Some(p)).ok()),
+            written: pid.and_then(|p| written_bytes(Some(p)).ok()),
             bench: cpu_seconds(None).unwrap_or(0.0),
         }
     }
@@ -93,6 +111,12 @@ impl CpuMeter {
                 .pid
                 .and_then(|p| rss_kib(Some(p)).ok())
                 .map(|k| round1(k as f64 / 1024.0)),
+            server_written_mib: match (self.pid, self.written) {
+                (Some(p), Some(before)) => written_bytes(Some(p))
+                    .ok()
+                    .map(|now| round1(now.saturating_sub(before) as f64 / 1048576.0)),
+                _ => None,
+            },
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
@@ -111,5 +135,14 @@ mod tests {
         assert!(rss_kib(None).unwrap() > 0);
         assert!(cpu_seconds(None).unwrap() >= 0.0);
         assert!(rss_kib(Some(u32::MAX)).is_err());
+        let before = written_bytes(None).unwrap();
+        // In the crate directory: a temporary directory may be in memory (tmpfs), never stored.
+        let file = std::env::current_dir()
+            .unwrap()
+            .join(format!(".io-test-{}", std::process::id()));
+        std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
+        std::fs::File::open(&file).unwrap().sync_all().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert!(written_bytes(None).unwrap() >= before + (1 << 20));
     }
 }

@@ -216,6 +216,18 @@ fn load(s: &mut String, r: &LoadResult, scenario: &str) {
     let _ = writeln!(s, "  send → ack        {}", r.ack_latency_ms.line());
     let _ = writeln!(s, "  send → delivered  {}", r.e2e_latency_ms.line());
     cpu(s, &r.cpu);
+    if let Some(mib) = r.cpu.server_written_mib {
+        let acked = r.acked_per_second * r.measured_seconds;
+        let per_message = if acked > 0.0 {
+            format!(
+                " = {:.1} KiB per acknowledged message",
+                mib * 1024.0 / acked
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "  storage: server wrote {mib:.1} MiB{per_message}");
+    }
 }
 
 fn cpu(s: &mut String, c: &CpuUse) {

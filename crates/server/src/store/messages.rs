@@ -166,11 +166,13 @@ impl Store {
         .bind(&me)
         .fetch_all(&mut *conn)
         .await?;
+        // Per conversation, through messages_by_pair (there is no index by receiver).
         let unread: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-            "SELECT m.sender_id, COUNT(*) FROM messages m \
-             WHERE m.receiver_id = $1 AND m.deleted_at IS NULL AND NOT EXISTS ( \
-               SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $1) \
-             GROUP BY m.sender_id",
+            "SELECT c.other_id, (SELECT COUNT(*) FROM messages m \
+               WHERE m.sender_id = c.other_id AND m.receiver_id = $1 \
+               AND m.deleted_at IS NULL AND NOT EXISTS ( \
+                 SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $1)) \
+             FROM conversations c WHERE c.user_id = $1",
         )
         .bind(&me)
         .fetch_all(&mut *conn)
@@ -218,7 +220,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let sql = format!(
-            "{MESSAGE_SELECT} WHERE (m.sender_id = $1 OR m.receiver_id = $1) AND ( \
+            "{MESSAGE_SELECT} WHERE (m.sender_id = $1 OR (m.receiver_id = $1 AND m.sender_id IN ( \
+               SELECT other_id FROM conversations WHERE user_id = $1))) AND ( \
                m.created_at > $2 OR m.edited_at > $2 OR m.deleted_at > $2 \
                OR EXISTS (SELECT 1 FROM read_receipts rr \
                           WHERE rr.message_id = m.id AND rr.read_at > $2)) \
