@@ -65,9 +65,9 @@ pub struct Common {
     #[arg(long, value_name = "FILE.png", global = true)]
     pub plot: Option<PathBuf>,
 
-    /// PID of the server process: the report adds its CPU use and resident memory (read
-    /// from /proc/PID/stat and /proc/PID/status); `connections` needs it for RSS per
-    /// connection.
+    /// PID of the server process: the report adds its CPU use, resident memory and what it
+    /// wrote to storage per acknowledged message (read from /proc/PID/stat, /proc/PID/status
+    /// and /proc/PID/io); `connections` needs it for RSS per connection.
     #[arg(long, value_name = "PID", global = true)]
     pub pid: Option<u32>,
 
