@@ -66,6 +66,9 @@ impl Durable {
                         .and_then(|f| f.sync_data())
                         .map_err(|e| e.to_string());
                     if let Err(e) = &result {
+                        // The waiting answers become errors; readers are let go all the
+                        // same (holding them would stop every read for good, and a retried
+                        // fsync proves nothing on Linux once one has failed).
                         tracing::error!(error = %e, wal = %wal.display(), "fsync of the WAL failed");
                     }
                     if let Some(durable) = weak.upgrade() {
