@@ -31,4 +31,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q
 
+step "scripts/wal-frames.py still runs against the current migrations (tiny sizes)"
+python3 scripts/wal-frames.py --users 4 --batch 4 --warm 3 --batches 3
+
 step "all suites passed"
