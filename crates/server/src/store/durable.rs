@@ -112,6 +112,12 @@ impl Durable {
             .await;
     }
 
+    /// Readers waiting in [`Durable::settled`] or [`Durable::backlog_at_most`] (tests).
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.synced.receiver_count()
+    }
+
     /// Waits until every commit begun so far is on disk.
     pub async fn settled(&self) {
         let target = self.begun.load(Ordering::SeqCst);

@@ -318,3 +318,63 @@ impl Backend {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::writes::Writes;
+    use super::*;
+    use crate::domain::{DisplayName, Email, UserId};
+
+    /// What the SQLite writer committed is visible at once but not yet on disk: a reader
+    /// that saw it answers only after the syncer's fsync (here: only once the commit is
+    /// handed to the syncer at all).
+    #[tokio::test]
+    async fn a_read_of_the_writers_commit_waits_until_it_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("n.db").display());
+        let store = Store::connect(&url, 4).await.unwrap();
+        let user = UserId::new();
+        let name = DisplayName::parse("Ada").unwrap();
+        let email = Email::parse("ada@example.com").unwrap();
+        store
+            .create_user(user, &name, &email, "hash", 0)
+            .await
+            .unwrap();
+
+        let mut conn = store.write_connection().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        tx.lock_users([user.as_string()]).await.unwrap();
+        let counters = BTreeMap::from([(user.as_string(), 7)]);
+        tx.write(&Writes {
+            messages: &[],
+            changes: &[],
+            edits: &[],
+            deletes: &[],
+            tombstone: "",
+            receipts: &[],
+            counters: &counters,
+            now: 0,
+        })
+        .await
+        .unwrap();
+        let commit = tx.commit().await.unwrap();
+
+        let reader = {
+            let store = store.clone();
+            tokio::spawn(async move { store.current_seq(user).await.unwrap() })
+        };
+        let durable = store.durable.clone().unwrap();
+        while durable.waiting() == 0 && !reader.is_finished() {
+            tokio::task::yield_now().await; // the reader has read and now waits
+        }
+        assert!(
+            !reader.is_finished(),
+            "answered before the commit was synced"
+        );
+
+        commit.when_durable(|synced| synced.unwrap());
+        assert_eq!(reader.await.unwrap(), 7);
+    }
+}
