@@ -137,12 +137,9 @@ mod tests {
         assert!(rss_kib(Some(u32::MAX)).is_err());
         let before = written_bytes(None).unwrap();
         // In the crate directory: a temporary directory may be in memory (tmpfs), never stored.
-        let file = std::env::current_dir()
-            .unwrap()
-            .join(format!(".io-test-{}", std::process::id()));
-        std::fs::write(&file, vec![7u8; 1 << 20]).unwrap();
-        std::fs::File::open(&file).unwrap().sync_all().unwrap();
-        std::fs::remove_file(&file).unwrap();
+        let mut file = tempfile::NamedTempFile::new_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        std::io::Write::write_all(&mut file, &[7u8; 1 << 20]).unwrap();
+        file.as_file().sync_all().unwrap();
         assert!(written_bytes(None).unwrap() >= before + (1 << 20));
     }
 }

@@ -16,7 +16,7 @@
 //! different change), readers of what the writer writes wait for [`Durable::settled`]
 //! before they answer: until every commit begun before they finished reading is synced.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -32,6 +32,8 @@ struct Pending {
 
 /// The syncer of one SQLite database file's WAL.
 pub struct Durable {
+    /// The database file (the WAL is `<file>-wal`).
+    database: PathBuf,
     /// Commits begun (numbered from 1); a commit takes its number before it runs, so a
     /// reader that saw it also sees its number here.
     begun: AtomicU64,
@@ -43,12 +45,13 @@ pub struct Durable {
 impl Durable {
     /// Starts the syncer thread for the WAL of `database` (`<file>-wal`).
     pub fn start(database: PathBuf) -> std::io::Result<Arc<Durable>> {
-        let mut wal = database.into_os_string();
+        let mut wal = database.clone().into_os_string();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let (queue, pending) = mpsc::channel();
         let (synced, _) = watch::channel(0);
         let durable = Arc::new(Durable {
+            database,
             begun: AtomicU64::new(0),
             synced,
             queue,
@@ -86,6 +89,10 @@ impl Durable {
                 }
             })?;
         Ok(durable)
+    }
+
+    pub fn database(&self) -> &Path {
+        &self.database
     }
 
     /// Numbers a commit about to run; pass the number to [`Durable::after`] whether the
@@ -141,18 +148,17 @@ mod tests {
     }
 
     /// A database file in a fresh directory, with its WAL present when `wal` is true.
-    fn database(wal: bool) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("nexus-durable-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn database(wal: bool) -> (PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
         if wal {
-            std::fs::write(dir.join("n.db-wal"), b"frames").unwrap();
+            std::fs::write(dir.path().join("n.db-wal"), b"frames").unwrap();
         }
-        (dir.join("n.db"), dir)
+        (dir.path().join("n.db"), dir)
     }
 
     #[tokio::test]
     async fn an_answer_goes_out_after_the_wal_is_synced_and_readers_wait_for_begun_commits() {
-        let (db, dir) = database(true);
+        let (db, _dir) = database(true);
         let durable = Durable::start(db).unwrap();
         durable.settled().await; // nothing begun: no wait
 
@@ -166,34 +172,31 @@ mod tests {
         assert_eq!(rx.await.unwrap(), Ok(()));
         reader.await;
         assert_eq!(*durable.synced.borrow(), commit);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
     async fn a_failed_commit_does_not_hold_readers() {
-        let (db, dir) = database(true);
+        let (db, _dir) = database(true);
         let durable = Durable::start(db).unwrap();
         let commit = durable.begin_commit();
         durable.after(commit, None); // what `WriteTx::commit` does when the commit fails
         durable.settled().await;
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
     async fn a_failed_fsync_fails_the_answers_and_readers_go_on() {
-        let (db, dir) = database(false); // no WAL to sync: the sync fails
+        let (db, _dir) = database(false); // no WAL to sync: the sync fails
         let durable = Durable::start(db).unwrap();
         let commit = durable.begin_commit();
         let (tx, rx) = oneshot::channel();
         durable.after(commit, Some(Box::new(move |r| tx.send(r).unwrap())));
         assert!(rx.await.unwrap().is_err());
         durable.settled().await;
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
     async fn the_backlog_bound_waits_for_older_commits() {
-        let (db, dir) = database(true);
+        let (db, _dir) = database(true);
         let durable = Durable::start(db).unwrap();
         let (first, second) = (durable.begin_commit(), durable.begin_commit());
         durable.backlog_at_most(2).await;
@@ -203,6 +206,5 @@ mod tests {
         writer.await;
         durable.after(second, None);
         durable.backlog_at_most(0).await;
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -10,7 +10,6 @@
 //! writer anyway, and a single writer never meets `SQLITE_BUSY`); reads use the other pool and,
 //! with WAL, never wait for the writer.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,11 +48,10 @@ pub struct Store {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
-    /// The database file on SQLite, where the messaging writer opens its own connection
-    /// (`writes::WriteConnection`). `None` on PostgreSQL and for an in-memory database,
-    /// which only the pool's connection can see.
-    sqlite_file: Option<PathBuf>,
-    /// The syncer of that file's WAL: the writer's commits become durable through it.
+    /// On a SQLite file: the file, where the messaging writer opens its own connection
+    /// (`writes::WriteConnection`), and the syncer of its WAL, through which the writer's
+    /// commits become durable. `None` on PostgreSQL and for an in-memory database, which
+    /// only the pool's connection can see.
     durable: Option<Arc<durable::Durable>>,
     /// Connections the messaging writer may hold (one per worker).
     writer_workers: usize,
@@ -119,12 +117,16 @@ impl Store {
             .max_connections(write_max)
             .connect_with(options.clone())
             .await?;
-        let sqlite_file = match backend {
-            Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => Some(
-                SqliteConnectOptions::from_str(&url)?
+        let durable = match backend {
+            Backend::Sqlite if !url.contains(":memory:") && !url.contains("mode=memory") => {
+                let file = SqliteConnectOptions::from_str(&url)?
                     .get_filename()
-                    .to_path_buf(),
-            ),
+                    .to_path_buf();
+                Some(
+                    durable::Durable::start(file)
+                        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?,
+                )
+            }
             _ => None,
         };
         // On PostgreSQL each writer worker holds a connection of the write pool; one is left
@@ -133,23 +135,15 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => (write_max as usize).saturating_sub(1).max(1),
         };
-        let durable = match &sqlite_file {
-            Some(file) => Some(
-                durable::Durable::start(file.clone())
-                    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?,
-            ),
-            None => None,
-        };
         let store = Store {
             backend,
             read: write.clone(),
             write,
-            sqlite_file,
             durable,
             writer_workers,
         };
         store.migrate().await?;
-        if backend == Backend::Sqlite && store.sqlite_file.is_none() {
+        if backend == Backend::Sqlite && store.durable.is_none() {
             // An in-memory database exists only inside its one connection: reads share it.
             return Ok(store);
         }

@@ -148,10 +148,10 @@ impl Store {
     /// A connection for the writer. Blocks its thread while a SQLite file opens: call it
     /// on the writer's thread.
     pub async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
-        Ok(match &self.sqlite_file {
-            Some(path) => WriteConnection {
-                conn: Conn::Sqlite(sqlite_writes::open(path)?),
-                durable: self.durable.clone(),
+        Ok(match &self.durable {
+            Some(durable) => WriteConnection {
+                conn: Conn::Sqlite(sqlite_writes::open(durable.database())?),
+                durable: Some(durable.clone()),
             },
             None => WriteConnection {
                 conn: Conn::Pool(self.write.acquire().await?, self.backend),
