@@ -29,6 +29,14 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Copies the WAL's frames into the database (PASSIVE: what no reader still needs), so that
+/// the next transaction can start the WAL over. Returns (frames in the WAL, frames copied).
+pub(super) fn checkpoint(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })?)
+}
+
 /// Starts a transaction that holds SQLite's write lock from its first statement: the
 /// counters it reads cannot change before it commits.
 pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {

@@ -173,7 +173,21 @@ impl WriteConnection {
                 tx: conn.begin().await?,
                 backend: *backend,
             }),
-            Conn::Sqlite(conn) => Tx::Sqlite(sqlite_writes::begin(conn)?),
+            Conn::Sqlite(conn) => {
+                if self
+                    .durable
+                    .as_ref()
+                    .is_some_and(|d| d.take_checkpoint_request())
+                {
+                    // Between two batches: the few frames the checkpointer left (see
+                    // `durable`). A failure costs only the WAL's restart; the writer's own
+                    // automatic checkpoint remains the backstop.
+                    if let Err(e) = sqlite_writes::checkpoint(conn) {
+                        tracing::warn!(error = %e, "the writer's WAL checkpoint failed");
+                    }
+                }
+                Tx::Sqlite(sqlite_writes::begin(conn)?)
+            }
         };
         Ok(WriteTx {
             tx,
