@@ -396,3 +396,62 @@ fn stored_message(
         deliveries: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{DisplayName, Email, MessageBody, UserId};
+
+    /// Nobody hears of a commit before it is on disk: with the WAL's fsync held back, a
+    /// send stays unanswered although its row is committed, and is answered once the fsync
+    /// has run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // held on purpose: it stops the syncer's thread
+    async fn a_send_is_answered_only_after_the_wal_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display()), 4)
+            .await
+            .unwrap();
+        let (ada, bob) = (UserId::new(), UserId::new());
+        for (user, name) in [(ada, "ada"), (bob, "bob")] {
+            let email = Email::parse(&format!("{name}@example.com")).unwrap();
+            let name = DisplayName::parse(name).unwrap();
+            store
+                .create_user(user, &name, &email, "hash", 0)
+                .await
+                .unwrap();
+        }
+        let writer = Writer::start(store.clone(), 1).unwrap();
+
+        let held = store.hold_fsyncs();
+        let ticket = writer
+            .enqueue(Command::Send {
+                sender: ada,
+                receiver: bob,
+                body: MessageBody::parse("hello").unwrap(),
+                client_message_id: None,
+            })
+            .await
+            .unwrap();
+        // The store's readers wait for the fsync too: look with a connection of our own.
+        let raw = rusqlite::Connection::open(&file).unwrap();
+        let stored = || -> i64 {
+            raw.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+                .unwrap()
+        };
+        while stored() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let answer = tokio::spawn(ticket.committed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!answer.is_finished(), "answered before the WAL was synced");
+
+        drop(held);
+        let outcome = answer.await.unwrap().unwrap();
+        assert!(matches!(outcome, Outcome::Sent(_)));
+        writer.close().await;
+    }
+}

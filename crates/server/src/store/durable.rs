@@ -52,6 +52,9 @@ pub struct Durable {
     queue: mpsc::Sender<Pending>,
     /// Set by the checkpointer, taken by the writer before its next batch.
     finish_checkpoint: AtomicBool,
+    /// Tests: while locked, the syncer waits before its next fsync.
+    #[cfg(test)]
+    hold: Arc<std::sync::Mutex<()>>,
 }
 
 impl Durable {
@@ -62,12 +65,18 @@ impl Durable {
         let wal = PathBuf::from(wal);
         let (queue, pending) = mpsc::channel();
         let (synced, _) = watch::channel(0);
+        #[cfg(test)]
+        let hold = Arc::new(std::sync::Mutex::new(()));
+        #[cfg(test)]
+        let held = hold.clone();
         let durable = Arc::new(Durable {
             database,
             begun: AtomicU64::new(0),
             synced,
             queue,
             finish_checkpoint: AtomicBool::new(false),
+            #[cfg(test)]
+            hold,
         });
         let weak = Arc::downgrade(&durable);
         std::thread::Builder::new()
@@ -77,6 +86,8 @@ impl Durable {
                 while let Ok(first) = pending.recv() {
                     let batch: Vec<Pending> = std::iter::once(first).chain(pending.try_iter()).collect();
                     let upto = batch.iter().map(|p| p.commit).max().unwrap_or(0);
+                    #[cfg(test)]
+                    drop(held.lock());
                     // Opened each time: cheap next to the fsync, and never a stale file.
                     let result = std::fs::File::open(&wal)
                         .and_then(|f| f.sync_data())
@@ -147,6 +158,12 @@ impl Durable {
         let _ = synced
             .wait_for(|s| self.begun.load(Ordering::SeqCst).saturating_sub(*s) <= commits)
             .await;
+    }
+
+    /// Holds the syncer before its next fsync until the guard is dropped (tests).
+    #[cfg(test)]
+    pub(crate) fn hold_fsyncs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.hold.lock().unwrap()
     }
 
     /// Readers waiting in [`Durable::settled`] or [`Durable::backlog_at_most`] (tests).

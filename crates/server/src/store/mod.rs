@@ -166,6 +166,12 @@ impl Store {
         Ok(Store { read, ..store })
     }
 
+    /// Holds the SQLite writer's fsyncs until the guard is dropped (tests).
+    #[cfg(test)]
+    pub(crate) fn hold_fsyncs(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.durable.as_ref().expect("a SQLite file").hold_fsyncs()
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => {
