@@ -172,7 +172,9 @@ pub struct LatencyArgs {
 
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct ConnectionsArgs {
-    /// Connections to open and hold.
+    /// Connections to open and hold. Each is a file of this process: more than `ulimit -n`
+    /// minus 64 is refused before anything starts (on this project's machine 19,936; run
+    /// several processes with a share each for more, against a server that can hold them).
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
     /// Users to register (connection i belongs to user i mod users). Registration costs an

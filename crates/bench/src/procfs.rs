@@ -51,6 +51,26 @@ pub fn written_bytes(pid: Option<u32>) -> Result<u64> {
         .ok_or_else(|| anyhow!("no write_bytes in {path}"))
 }
 
+/// How many files this process may open (the soft "Max open files" of `/proc/self/limits`,
+/// what `ulimit -n` shows); `u64::MAX` when unlimited.
+pub fn open_files_limit() -> Result<u64> {
+    let path = "/proc/self/limits";
+    let limits = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    parse_open_files_limit(&limits).ok_or_else(|| anyhow!("no \"Max open files\" in {path}"))
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux configuration that matters here.
 fn clock_ticks_per_second() -> f64 {
     100.0
@@ -129,6 +149,22 @@ fn round1(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_soft_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95402                95402                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), Some(u64::MAX));
+        assert_eq!(
+            parse_open_files_limit("Max processes 1 1 processes\n"),
+            None
+        );
+        assert!(open_files_limit().unwrap() > 0);
+    }
 
     #[test]
     fn reads_this_process() {

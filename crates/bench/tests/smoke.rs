@@ -352,3 +352,22 @@ fn an_unreachable_server_is_an_error_not_a_result() {
     assert!(r.is_null());
     assert!(stderr.contains("error"), "{stderr}");
 }
+
+/// More sockets than the bench may open is refused up front (exit 2), before anything is
+/// registered: the missing sockets would otherwise count as the server's failures.
+#[test]
+fn more_connections_than_the_file_limit_is_refused_up_front() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec '{}' --json --url http://127.0.0.1:{} connections \
+             --connections 100 --users 1",
+            env!("CARGO_BIN_EXE_nexus-bench"),
+            free_port()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+}

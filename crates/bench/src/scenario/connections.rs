@@ -18,11 +18,14 @@ use tokio::task::JoinHandle;
 use crate::api::Api;
 use crate::check::Correctness;
 use crate::cli::{Common, ConnectionsArgs};
-use crate::procfs::rss_kib;
+use crate::procfs::{open_files_limit, rss_kib};
 use crate::progress::Progress;
 use crate::report::{ConnectionsResult, PlotData, Report, Results};
 use crate::sio::{self, Incoming, SioConn, Target};
 use crate::stats::{self, Percentiles};
+
+/// Files the bench keeps open besides its sockets (runtime, registration, /proc, output).
+const FILES_BESIDES_SOCKETS: u64 = 64;
 
 /// Read buffer per idle socket: the server sends little besides pings.
 const READ_BUFFER: usize = 4 * 1024;
@@ -42,6 +45,18 @@ pub async fn run(common: &Common, args: &ConnectionsArgs) -> Result<Report> {
     }
     let hold = Duration::try_from_secs_f64(args.hold)
         .map_err(|_| anyhow::anyhow!("--hold must be a non-negative number of seconds"))?;
+    // Each socket is a file of this process: past the limit the last sockets would fail to
+    // open and look like the server's failures.
+    let limit = open_files_limit()?;
+    if (args.connections as u64).saturating_add(FILES_BESIDES_SOCKETS) > limit {
+        bail!(
+            "--connections {} needs {} more files than this process may open ({limit}, \
+             `ulimit -n`): raise the limit, or run several nexus-bench processes with a share \
+             of the connections each",
+            args.connections,
+            (args.connections as u64 + FILES_BESIDES_SOCKETS).saturating_sub(limit)
+        );
+    }
     let progress = Progress::new(!common.json);
     let api = Api::new(common.register_concurrency)?;
     let users = api
