@@ -401,7 +401,7 @@ impl Backend {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::writes::{WriteConnection, Writes};
+    use super::writes::{Commit, WriteConnection, Writes};
     use super::*;
     use crate::domain::{DisplayName, Email, UserId};
 
@@ -410,34 +410,8 @@ mod tests {
     /// handed to the syncer at all).
     #[tokio::test]
     async fn a_read_of_the_writers_commit_waits_until_it_is_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("n.db").display());
-        let store = Store::connect(&url, 4).await.unwrap();
-        let user = UserId::new();
-        let name = DisplayName::parse("Ada").unwrap();
-        let email = Email::parse("ada@example.com").unwrap();
-        store
-            .create_user(user, &name, &email, "hash", 0)
-            .await
-            .unwrap();
-
-        let mut conn = store.write_connection().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
-        tx.lock_users([user.as_string()]).await.unwrap();
-        let counters = BTreeMap::from([(user.as_string(), 7)]);
-        tx.write(&Writes {
-            messages: &[],
-            changes: &[],
-            edits: &[],
-            deletes: &[],
-            tombstone: "",
-            receipts: &[],
-            counters: &counters,
-            now: 0,
-        })
-        .await
-        .unwrap();
-        let commit = tx.commit().await.unwrap();
+        let (store, user, mut conn, _dir) = quiet_store().await;
+        let commit = write_seq(&mut conn, user, 7).await;
 
         let reader = {
             let store = store.clone();
@@ -477,8 +451,16 @@ mod tests {
         (store, user, conn, dir)
     }
 
-    /// One commit of the writer: `user`'s change counter set to `seq` (a frame or two).
+    /// One commit of the writer, `user`'s change counter set to `seq` (a frame or two),
+    /// answered once it is on disk.
     async fn commit_seq(conn: &mut WriteConnection, user: UserId, seq: i64) {
+        write_seq(conn, user, seq)
+            .await
+            .when_durable(|synced| synced.unwrap());
+    }
+
+    /// The same commit, on its way to disk.
+    async fn write_seq(conn: &mut WriteConnection, user: UserId, seq: i64) -> Commit {
         let mut tx = conn.begin().await.unwrap();
         tx.lock_users([user.as_string()]).await.unwrap();
         let counters = BTreeMap::from([(user.as_string(), seq)]);
@@ -494,10 +476,7 @@ mod tests {
         })
         .await
         .unwrap();
-        tx.commit()
-            .await
-            .unwrap()
-            .when_durable(|synced| synced.unwrap());
+        tx.commit().await.unwrap()
     }
 
     /// The WAL header's salts: they change each time the WAL starts over.
