@@ -53,8 +53,6 @@ pub struct Store {
     /// commits become durable. `None` on PostgreSQL and for an in-memory database, which
     /// only the pool's connection can see.
     durable: Option<Arc<durable::Durable>>,
-    /// Connections the messaging writer may hold (one per worker).
-    writer_workers: usize,
 }
 
 /// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
@@ -138,18 +136,11 @@ impl Store {
             }
             _ => None,
         };
-        // On PostgreSQL each writer worker holds a connection of the write pool; one is left
-        // for the other writes (registration, devices, settings).
-        let writer_workers = match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => (write_max as usize).saturating_sub(1).max(1),
-        };
         let store = Store {
             backend,
             read: write.clone(),
             write,
             durable,
-            writer_workers,
         };
         store.migrate().await?;
         if backend == Backend::Sqlite && store.durable.is_none() {
@@ -194,8 +185,15 @@ impl Store {
 
     /// How many writer workers to start: SQLite has one writer; on PostgreSQL batches that
     /// share no user commit in parallel, each on a write-pool connection of its own.
+    /// Each worker holds a connection of the write pool; one is left for the other writes
+    /// (registration, devices, settings).
     pub fn writer_workers(&self) -> usize {
-        self.writer_workers
+        match self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (self.write.options().get_max_connections() as usize)
+                .saturating_sub(1)
+                .max(1),
+        }
     }
 
     /// Waits until every commit of the messaging writer that a read may have seen is on
