@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "system packages (scripts/setup.sh)"
+./scripts/setup.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
