@@ -159,12 +159,14 @@ for (const transport of ['websocket', 'polling']) {
       assert.equal(page.body.messages[0].content, 'This message has been deleted');
     });
 
-    test('GET_ONLINE_USERS and HEALTH_CHECK answer by event and by ack', async () => {
-      const [ada, bob] = [await register(server.base, 'Ada'), await register(server.base, 'Bob')];
+    test('GET_ONLINE_USERS (contacts only) and HEALTH_CHECK answer by event and by ack', async () => {
+      const [ada, bob, eve] = [await register(server.base, 'Ada'), await register(server.base, 'Bob'), await register(server.base, 'Eve')];
+      await http(server.base, 'POST', '/messages', ada.token, { receiverId: bob.id, content: 'hi' });
       const a = await open(ada);
       await open(bob);
+      await open(eve);
       const online_ = await call(a, 'GET_ONLINE_USERS');
-      assert.ok(online_.userIds.includes(ada.id) && online_.userIds.includes(bob.id));
+      assert.deepEqual(online_.userIds, [bob.id], 'the online contact, not the stranger, not the caller');
       assert.deepEqual(await waitFor(a, 'ONLINE_USERS'), online_);
       const health = await call(a, 'HEALTH_CHECK');
       assert.equal(health.status, 'ok');

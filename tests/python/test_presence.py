@@ -1,4 +1,4 @@
-"""Typing indicators, presence, online users and the health check (DESIGN.md §4)."""
+"""Typing indicators, presence, online users and the health check (docs/protocol.md §2)."""
 
 import time
 
@@ -66,20 +66,24 @@ def test_typing_expires_after_five_seconds_without_refresh(server, connect):
     assert time.monotonic() - t0 > TYPING_TTL  # carol's expiry would have fired by now
 
 
-def test_online_users_lists_connected_users(server, connect, transport):
-    alice, bob = server.register("alice"), server.register("bob")
+def test_online_users_lists_connected_contacts_only(server, connect, transport):
+    alice, bob, eve = server.register("alice"), server.register("bob"), server.register("eve")
+    r = server.http("POST", "/messages", token=alice.token,
+                    json={"receiverId": bob.id, "content": "hello"})
+    assert r.status_code == 201
     a = connect(alice, transport)
     b = connect(bob, transport)
+    connect(eve, transport)
 
     answer = a.call("GET_ONLINE_USERS")
     assert answer == a.wait_for("ONLINE_USERS")
-    assert {alice.id, bob.id} <= set(answer["userIds"])
+    assert answer["userIds"] == [bob.id]  # the contact; not the stranger eve, not alice
     b.assert_none("ONLINE_USERS")  # only the asker is answered
 
     b.close()
     wait_until(lambda: bob.id not in a.call("GET_ONLINE_USERS")["userIds"],
                message="bob to leave the online list")
-    assert alice.id in a.call("GET_ONLINE_USERS")["userIds"]
+    assert a.call("GET_ONLINE_USERS")["userIds"] == []
 
 
 def test_health_check(server, connect, transport):

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::domain::{DeviceToken, DisplayName, Email, Password, UserId};
 use crate::error::DomainError;
-use crate::ratelimit::KeyedLimiter;
+use crate::ratelimit::LoginLimiter;
 use crate::store::{Store, StoreError, UserRecord};
 
 /// The answer to every failed login, whatever the cause.
@@ -90,11 +90,11 @@ impl Tokens {
 pub struct AccountService {
     store: Store,
     tokens: Tokens,
-    login_limiter: Arc<KeyedLimiter<String>>,
+    login_limiter: Arc<dyn LoginLimiter>,
 }
 
 impl AccountService {
-    pub fn new(store: Store, tokens: Tokens, login_limiter: Arc<KeyedLimiter<String>>) -> Self {
+    pub fn new(store: Store, tokens: Tokens, login_limiter: Arc<dyn LoginLimiter>) -> Self {
         AccountService {
             store,
             tokens,
@@ -141,11 +141,7 @@ impl AccountService {
     ) -> Result<wire::AuthResponse, DomainError> {
         let bad = || DomainError::Unauthorized(BAD_CREDENTIALS.into());
         let key = email.trim().to_lowercase();
-        if let Err(wait) = self.login_limiter.check_key(&key) {
-            return Err(DomainError::TooManyAttempts {
-                retry_after_ms: wait.as_millis() as u64,
-            });
-        }
+        self.login_limiter.check(&key).await?;
         let user = match Email::parse(email) {
             Ok(e) => self.store.user_by_email(&e).await?,
             Err(_) => None,

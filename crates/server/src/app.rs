@@ -9,8 +9,6 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Method};
 use axum::serve::ListenerExt;
 use rand::RngCore;
-use serde_json::Value;
-use socketioxide::extract::SocketRef;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -18,45 +16,21 @@ use tower_http::trace::TraceLayer;
 
 use crate::accounts::{AccountService, Tokens};
 use crate::config::Config;
-use crate::gateway::{self, Gateway};
+use crate::delivery::{Delivery, NoPush, PushQueue};
+use crate::gateway;
+use crate::health::Health;
 use crate::messaging::writer::Writer;
-use crate::messaging::{MessagingService, Outcome};
+use crate::messaging::MessagingService;
+use crate::presence::{LocalPresence, Presence};
 use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
+use crate::state::{AppState, Services};
 use crate::store::Store;
 
-/// Everything a request or socket handler needs, shared: a clone is one pointer. Every
-/// socket's task and disconnect handler keep a clone for as long as the socket lives, and
-/// the services themselves take ~440 bytes.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-pub struct Services {
-    pub store: Store,
-    pub accounts: AccountService,
-    pub messaging: MessagingService,
-    pub gateway: Gateway,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Delivers an outcome's notifications to the users' sockets, skipping the socket
-    /// `origin` where the outcome says so.
-    pub async fn fanout(&self, outcome: &Outcome, origin: Option<&SocketRef>) {
-        self.gateway.fanout(outcome.notifications(), origin).await;
-    }
-
-    /// Fans out an outcome caused over REST and returns the acting user's own payload.
-    pub async fn answer(&self, outcome: Outcome) -> Value {
-        self.fanout(&outcome, None).await;
-        outcome.actor_payload()
-    }
+/// What a test (or an embedding program) may put in place of the defaults.
+#[derive(Default)]
+pub struct Overrides {
+    /// Where pushes for users connected nowhere go (default: push off).
+    pub push: Option<Arc<dyn PushQueue>>,
 }
 
 pub struct Application {
@@ -80,6 +54,13 @@ pub enum StartError {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        Application::build_with(config, Overrides::default()).await
+    }
+
+    pub async fn build_with(
+        config: Config,
+        overrides: Overrides,
+    ) -> Result<Application, StartError> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
@@ -104,6 +85,7 @@ impl Application {
             Writer::start(store.clone(), store.writer_workers()).map_err(StartError::Writer)?;
         let accounts = AccountService::new(store.clone(), tokens, login_limiter);
         let messaging = MessagingService::new(store.clone(), writer, send_limiter);
+        let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());
 
         let (io_layer, io) = SocketIo::builder()
             .max_payload(crate::http::MAX_BODY_BYTES as u64)
@@ -117,13 +99,20 @@ impl Application {
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
             .build_layer();
-        let state = AppState(Arc::new(Services {
+        let push = overrides.push.unwrap_or_else(|| Arc::new(NoPush));
+        let state = AppState::new(Services {
+            health: Health::new(store.clone(), None),
+            delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), push),
             store,
             accounts,
             messaging,
-            gateway: Gateway::new(io.clone(), Duration::from_secs(config.idle_timeout_seconds)),
-        }));
-        gateway::register(&io, state.clone());
+            presence,
+        });
+        gateway::register(
+            &io,
+            state.clone(),
+            Duration::from_secs(config.idle_timeout_seconds),
+        );
 
         let router = crate::http::router()
             .with_state(state.clone())
@@ -161,7 +150,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let gateway = self.state.gateway.clone();
+        let delivery = self.state.delivery.clone();
         let store = self.state.store.clone();
         let messaging = self.state.messaging.clone();
         tracing::info!(
@@ -179,7 +168,7 @@ impl Application {
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");
-                gateway.shutdown().await;
+                delivery.close_local_sockets().await;
             })
             .await?;
         messaging.close().await;

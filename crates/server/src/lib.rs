@@ -8,10 +8,14 @@
 //! The path of one message: a socket event ([`gateway`]) or an HTTP request ([`http`]) is
 //! decoded and handed to the domain ([`messaging`]), which applies every rule inside one
 //! transaction of the [`store`] (queued for group commit by [`messaging::writer`]) and returns
-//! an outcome naming who must hear of it; the transport fans that out to user rooms.
+//! an outcome naming who must hear of it; [`delivery`] sends that to the users' rooms (on any
+//! node) and hands new messages for users connected nowhere to the push queue.
 //!
-//! - [`config`]: environment variables and flags (DESIGN.md §2).
+//! - [`config`]: environment variables and flags (README, "Configuration").
 //! - [`app`]: assembly. [`app::Application::build`] binds, `run_until` serves.
+//! - [`state`]: the services every handler shares.
+//! - [`delivery`]: the one step that sends what the domain returns.
+//! - [`presence`]: who is connected; [`health`]: what `/ready` and `HEALTH_CHECK` report.
 //! - [`domain`]: parsed values (`UserId`, `MessageBody`, …).
 //! - [`accounts`]: registration, login, tokens, devices.
 //! - [`messaging`]: the rules of messaging, sync and their outcomes.
@@ -23,11 +27,15 @@ pub mod accounts;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod presence;
 pub mod ratelimit;
+pub mod state;
 pub mod store;
 pub mod telemetry;

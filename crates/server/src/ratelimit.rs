@@ -1,8 +1,9 @@
-//! Per-user limits: messages per minute (DESIGN.md §2) and login attempts per e-mail.
+//! Limits: messages per user per minute (`RATE_LIMIT_MESSAGES_PER_MINUTE`) and login
+//! attempts per e-mail.
 //!
-//! Both are GCRA limiters from `governor`, kept in process memory. [`SendLimiter`] is the
-//! interface the messaging domain sees, so a cluster-wide (Redis) limiter can replace the
-//! in-process one without touching the rules.
+//! Both are GCRA limiters from `governor`, kept in process memory. [`SendLimiter`] and
+//! [`LoginLimiter`] are the interfaces the domain sees, so a cluster-wide (Redis) limiter
+//! can replace the in-process one without touching the rules.
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -20,6 +21,13 @@ use crate::error::DomainError;
 pub trait SendLimiter: Send + Sync + 'static {
     /// `Ok` consumes one send; `Err(RateLimited)` says when to retry.
     async fn check(&self, user: UserId) -> Result<(), DomainError>;
+}
+
+/// Decides whether one more login attempt for a key (a normalised e-mail) may run now.
+#[async_trait::async_trait]
+pub trait LoginLimiter: Send + Sync + 'static {
+    /// `Ok` consumes one attempt; `Err(TooManyAttempts)` says when to retry.
+    async fn check(&self, key: &str) -> Result<(), DomainError>;
 }
 
 /// A keyed GCRA limiter: `per_minute` events per minute, bursts up to `per_minute`.
@@ -57,6 +65,16 @@ impl SendLimiter for KeyedLimiter<UserId> {
         self.check_key(&user)
             .map_err(|wait| DomainError::RateLimited {
                 limit: self.per_minute,
+                retry_after_ms: (wait.as_millis() as u64).max(1),
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl LoginLimiter for KeyedLimiter<String> {
+    async fn check(&self, key: &str) -> Result<(), DomainError> {
+        self.check_key(&key.to_string())
+            .map_err(|wait| DomainError::TooManyAttempts {
                 retry_after_ms: (wait.as_millis() as u64).max(1),
             })
     }

@@ -9,24 +9,25 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use futures::stream::{FuturesOrdered, StreamExt};
 use nexus_protocol::events::{
     self, ConnectionSuccess, EditMessage, ErrorEvent, ForceDisconnect, HealthResponse, MessageRef,
-    NewMessage, OnlineUsers, PresenceStatus, PresenceUpdate, RateLimitExceeded, Typing, UserTyping,
+    NewMessage, OnlineUsers, PresenceStatus, RateLimitExceeded, Typing,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::presence::TYPING_TTL;
-use super::user_room;
+use super::typing::TYPING_TTL;
+use super::Gateway;
 use crate::accounts::Session;
-use crate::app::AppState;
 use crate::clock::{iso, now_ms};
+use crate::delivery::{user_room, Origin};
 use crate::domain::UserId;
 use crate::error::DomainError;
 use crate::messaging::{Outcome, ReceiptKind, Sent};
@@ -34,10 +35,10 @@ use crate::messaging::{Outcome, ReceiptKind, Sent};
 /// Events a socket may have waiting before it is told to slow down.
 const QUEUE: usize = 1024;
 
-struct Incoming {
+struct Incoming<A: Adapter> {
     event: String,
     data: Option<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
 }
 
 /// How an event is answered: now, or after a commit.
@@ -55,8 +56,8 @@ enum Committed {
 }
 
 /// An event waiting for its commit.
-type InFlight = Pin<
-    Box<dyn Future<Output = (Incoming, Option<String>, Result<Committed, DomainError>)> + Send>,
+type InFlight<A> = Pin<
+    Box<dyn Future<Output = (Incoming<A>, Option<String>, Result<Committed, DomainError>)> + Send>,
 >;
 
 /// What `admit` learnt for `welcome`.
@@ -69,10 +70,11 @@ struct Admitted {
 /// Sets up an authenticated socket before Socket.IO tells the client it is connected (this
 /// runs in the connect middleware): its user room, its event queue and disconnect handler.
 /// Nothing the client sends after connecting can arrive before its handler exists.
-pub(super) fn admit(state: &AppState, s: &SocketRef, session: Session) {
-    let user_id = session.user.as_string();
-    s.join(user_room(&user_id));
-    let first_socket = state.gateway.presence.connect(&user_id);
+pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, session: Session) {
+    let user = session.user;
+    s.join(user_room(&user.as_string()));
+    let socket_id = s.id.to_string();
+    let first_socket = gateway.state.presence.connect(user, &socket_id).await;
     s.extensions.insert(Admitted {
         session,
         first_socket,
@@ -80,10 +82,10 @@ pub(super) fn admit(state: &AppState, s: &SocketRef, session: Session) {
 
     // Boxed: a channel allocates its first block of slots up front, and with the event
     // itself in each slot that block was ~5 KiB for every idle socket.
-    let (queue, events) = mpsc::channel::<Box<Incoming>>(QUEUE);
+    let (queue, events) = mpsc::channel::<Box<Incoming<A>>>(QUEUE);
     let closed = Arc::new(Notify::new());
     tokio::spawn(serve(
-        state.clone(),
+        gateway.clone(),
         s.clone(),
         session,
         events,
@@ -91,7 +93,10 @@ pub(super) fn admit(state: &AppState, s: &SocketRef, session: Session) {
     ));
     // Called in arrival order: only queue here, so the order is kept.
     s.on_fallback(
-        move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
+        move |s: SocketRef<A>,
+              Event(event): Event,
+              TryData(data): TryData<Value>,
+              ack: AckSender<A>| {
             if let Err(mpsc::error::TrySendError::Full(inc)) = queue.try_send(Box::new(Incoming {
                 event,
                 data: data.ok(),
@@ -106,17 +111,17 @@ pub(super) fn admit(state: &AppState, s: &SocketRef, session: Session) {
             async {}
         },
     );
-    let state = state.clone();
-    s.on_disconnect(async move |_s: SocketRef| {
+    let gateway = gateway.clone();
+    s.on_disconnect(async move |_s: SocketRef<A>| {
         closed.notify_one();
-        if state.gateway.presence.disconnect(&user_id) {
-            announce_presence(&state, &user_id, PresenceStatus::Offline).await;
+        if gateway.state.presence.disconnect(user, &socket_id).await {
+            announce_presence(&gateway, user, PresenceStatus::Offline).await;
         }
     });
 }
 
 /// Once connected: `CONNECTION_SUCCESS` with the latest `seq`, and presence for partners.
-pub(super) async fn welcome(state: AppState, s: SocketRef) {
+pub(super) async fn welcome<A: Adapter>(gateway: Arc<Gateway>, s: SocketRef<A>) {
     let Some(Admitted {
         session,
         first_socket,
@@ -127,7 +132,7 @@ pub(super) async fn welcome(state: AppState, s: SocketRef) {
         return;
     };
     let user_id = session.user.as_string();
-    let seq = match state.messaging.current_seq(session.user).await {
+    let seq = match gateway.state.messaging.current_seq(session.user).await {
         Ok(seq) => seq,
         Err(e) => {
             tracing::error!(error = ?e, "connect: cannot read the change feed position");
@@ -144,8 +149,18 @@ pub(super) async fn welcome(state: AppState, s: SocketRef) {
             seq,
         },
     );
-    if first_socket && s.connected() && state.gateway.presence.is_online(&user_id) {
-        announce_presence(&state, &user_id, PresenceStatus::Online).await;
+    // A socket that is gone already (a flaky connection) announces nothing: its
+    // disconnect may have been handled before this, and must stay the last word.
+    if first_socket
+        && s.connected()
+        && !gateway
+            .state
+            .presence
+            .online_among(&[session.user])
+            .await
+            .is_empty()
+    {
+        announce_presence(&gateway, session.user, PresenceStatus::Online).await;
     }
 }
 
@@ -153,22 +168,22 @@ pub(super) async fn welcome(state: AppState, s: SocketRef) {
 /// order (a refusal never overtakes an earlier send's `MESSAGE_SENT`), and the idle timeout.
 /// When the socket closes, what it had already sent is still committed and announced to the
 /// other users; then the task ends.
-async fn serve(
-    state: AppState,
-    s: SocketRef,
+async fn serve<A: Adapter>(
+    gateway: Arc<Gateway>,
+    s: SocketRef<A>,
     session: Session,
-    mut events: mpsc::Receiver<Box<Incoming>>,
+    mut events: mpsc::Receiver<Box<Incoming<A>>>,
     closed: Arc<Notify>,
 ) {
     let user = session.user;
-    let idle = state.gateway.idle_timeout;
+    let idle = gateway.idle_timeout;
     let mut deadline = Instant::now() + idle;
     // The socket lives no longer than the token it was opened with.
     let token_left = session
         .expires_at_secs
         .saturating_sub((now_ms() / 1000).max(0) as u64);
     let expiry = Instant::now() + std::time::Duration::from_secs(token_left);
-    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<InFlight<A>> = FuturesOrdered::new();
     let (mut closing, mut drained) = (false, false);
     while !(drained && in_flight.is_empty()) {
         tokio::select! {
@@ -182,7 +197,7 @@ async fn serve(
                 let temp_id = temp_id(inc.data.as_ref());
                 // Boxed: inline, the largest handler's state would make every idle socket's task
                 // that large.
-                match Box::pin(dispatch(&state, &s, user, &inc.event, inc.data.take())).await {
+                match Box::pin(dispatch(&gateway, &s, user, &inc.event, inc.data.take())).await {
                     Reply::Now(result) if in_flight.is_empty() => {
                         respond(&s, inc.ack, &inc.event, result, temp_id)
                     }
@@ -197,7 +212,7 @@ async fn serve(
             }
             Some((inc, temp_id, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 let answer = match result {
-                    Ok(committed) => Ok(Box::pin(announce(&state, &s, committed)).await),
+                    Ok(committed) => Ok(Box::pin(announce(&gateway, &s, committed)).await),
                     Err(e) => Err(e),
                 };
                 respond(&s, inc.ack, &inc.event, answer, temp_id);
@@ -219,7 +234,7 @@ async fn serve(
 }
 
 /// `FORCE_DISCONNECT {reason}`, then close the socket.
-async fn force_disconnect(s: &SocketRef, reason: &str) {
+async fn force_disconnect<A: Adapter>(s: &SocketRef<A>, reason: &str) {
     let _ = s.emit(
         events::FORCE_DISCONNECT,
         &ForceDisconnect {
@@ -238,9 +253,9 @@ fn temp_id(data: Option<&Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn respond(
-    s: &SocketRef,
-    ack: AckSender,
+fn respond<A: Adapter>(
+    s: &SocketRef<A>,
+    ack: AckSender<A>,
     event: &str,
     result: Result<Value, DomainError>,
     temp_id: Option<String>,
@@ -253,26 +268,18 @@ fn respond(
     }
 }
 
-/// Tells the users who share a conversation with `user` that they came or went.
-async fn announce_presence(state: &AppState, user: &str, status: PresenceStatus) {
-    let Ok(id) = UserId::parse(user) else { return };
-    let partners = match state.store.partners(id).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: cannot load conversation partners");
-            return;
+/// Tells the users the domain names (those who share a conversation with `user`) that
+/// they came or went.
+async fn announce_presence(gateway: &Gateway, user: UserId, status: PresenceStatus) {
+    match gateway.state.messaging.presence_changed(user, status).await {
+        Ok(notifications) => {
+            gateway
+                .state
+                .delivery
+                .send(notifications, Origin::Http)
+                .await
         }
-    };
-    let update = to_value(&PresenceUpdate {
-        user_id: user.to_string(),
-        status,
-        last_seen: iso(now_ms()),
-    });
-    for partner in partners {
-        state
-            .gateway
-            .emit_to_user(&partner, events::USER_PRESENCE_UPDATE, &update)
-            .await;
+        Err(e) => tracing::warn!(error = ?e, "presence: cannot load the user's contacts"),
     }
 }
 
@@ -284,16 +291,17 @@ fn decode<T: DeserializeOwned>(event: &str, data: Option<Value>) -> Result<T, Do
         .map_err(|e| DomainError::Validation(format!("invalid {event} payload: {e}")))
 }
 
-async fn dispatch(
-    state: &AppState,
-    s: &SocketRef,
+async fn dispatch<A: Adapter>(
+    gateway: &Arc<Gateway>,
+    s: &SocketRef<A>,
     user: UserId,
     event: &str,
     data: Option<Value>,
 ) -> Reply {
+    let state = &gateway.state;
     let messaging = &state.messaging;
     let queued = match event {
-        events::NEW_MESSAGE => return new_message(state, user, data).await,
+        events::NEW_MESSAGE => return new_message(gateway, user, data).await,
         events::MESSAGE_DELIVERED | events::MESSAGE_READ => {
             let kind = if event == events::MESSAGE_READ {
                 ReceiptKind::Read
@@ -314,21 +322,23 @@ async fn dispatch(
             Err(e) => Err(e),
         },
         events::TYPING_START | events::TYPING_STOP => {
-            return Reply::Now(typing(state, user, event == events::TYPING_START, data).await)
+            return Reply::Now(typing(gateway, user, event == events::TYPING_START, data).await)
         }
         events::GET_ONLINE_USERS => {
-            let payload = to_value(&OnlineUsers {
-                user_ids: state.gateway.online_users(),
-            });
+            let online = messaging.online_contacts(user, &*state.presence).await;
+            let payload = match online {
+                Ok(user_ids) => to_value(&OnlineUsers { user_ids }),
+                Err(e) => return Reply::Now(Err(e)),
+            };
             let _ = s.emit(events::ONLINE_USERS, &payload);
             return Reply::Now(Ok(payload));
         }
         events::HEALTH_CHECK => {
-            let database = state.store.ping().await;
+            let report = state.health.check().await;
             let payload = to_value(&HealthResponse {
-                status: if database { "ok" } else { "degraded" }.into(),
-                database: if database { "up" } else { "down" }.into(),
-                redis: "not configured".into(),
+                status: if report.ready() { "ok" } else { "degraded" }.into(),
+                database: report.database_status().into(),
+                redis: report.redis_status().into(),
                 timestamp: iso(now_ms()),
             });
             let _ = s.emit(events::HEALTH_RESPONSE, &payload);
@@ -346,10 +356,11 @@ async fn dispatch(
 
 /// `NEW_MESSAGE`: queue it; after the commit, `MESSAGE_SENT` to this socket and
 /// `NEW_MESSAGE` to the receiver and the sender's other sockets.
-async fn new_message(state: &AppState, user: UserId, data: Option<Value>) -> Reply {
+async fn new_message(gateway: &Gateway, user: UserId, data: Option<Value>) -> Reply {
     let queued = match decode::<NewMessage>(events::NEW_MESSAGE, data) {
         Ok(m) => {
-            state
+            gateway
+                .state
                 .messaging
                 .send(user, &m.receiver_id, &m.content, m.temp_id.as_deref())
                 .await
@@ -366,17 +377,19 @@ async fn new_message(state: &AppState, user: UserId, data: Option<Value>) -> Rep
 }
 
 /// After a commit: a send gets `MESSAGE_SENT` on this socket and `NEW_MESSAGE` everywhere
-/// else; a change is fanned out to both users. Returns the acknowledgement's answer.
-async fn announce(state: &AppState, s: &SocketRef, committed: Committed) -> Value {
+/// else; a change is delivered to both users. Returns the acknowledgement's answer.
+async fn announce<A: Adapter>(gateway: &Gateway, s: &SocketRef<A>, committed: Committed) -> Value {
+    let delivery = &gateway.state.delivery;
+    let origin = Origin::Socket(s.id);
     match committed {
         Committed::Sent(sent) => {
             let ack = to_value(&sent.ack());
             let _ = s.emit(events::MESSAGE_SENT, &ack);
-            state.fanout(&Outcome::Sent(sent), Some(s)).await;
+            delivery.deliver(&Outcome::Sent(sent), origin).await;
             ack
         }
         Committed::Changed(outcome) => {
-            state.fanout(&outcome, Some(s)).await;
+            delivery.deliver(&outcome, origin).await;
             outcome.actor_payload()
         }
         Committed::Answer(answer) => answer,
@@ -386,7 +399,7 @@ async fn announce(state: &AppState, s: &SocketRef, committed: Committed) -> Valu
 /// `TYPING_START` / `TYPING_STOP`: tell the receiver; a start expires by itself after
 /// [`TYPING_TTL`] unless refreshed.
 async fn typing(
-    state: &AppState,
+    gateway: &Arc<Gateway>,
     user: UserId,
     is_typing: bool,
     data: Option<Value>,
@@ -397,30 +410,24 @@ async fn typing(
         events::TYPING_STOP
     };
     let t: Typing = decode(event, data)?;
-    let to = state.messaging.typing_target(user, &t.receiver_id).await?;
-    let (from, to) = (user.as_string(), to.as_string());
-    let payload = to_value(&UserTyping {
-        user_id: from.clone(),
-        is_typing,
-    });
-    let generation = state.gateway.typing.bump(&from, &to);
-    state
-        .gateway
-        .emit_to_user(&to, events::USER_TYPING, &payload)
+    let messaging = &gateway.state.messaging;
+    let to = messaging.typing_target(user, &t.receiver_id).await?;
+    let notification = messaging.typing_notification(user, to, is_typing);
+    let payload = to_value(&notification.payload);
+    let (from_key, to_key) = (user.as_string(), to.as_string());
+    let generation = gateway.typing.bump(&from_key, &to_key);
+    gateway
+        .state
+        .delivery
+        .send(vec![notification], Origin::Http)
         .await;
     if is_typing {
-        let state = state.clone();
+        let gateway = gateway.clone();
         tokio::spawn(async move {
             tokio::time::sleep(TYPING_TTL).await;
-            if state.gateway.typing.expire(&from, &to, generation) {
-                let stop = to_value(&UserTyping {
-                    user_id: from,
-                    is_typing: false,
-                });
-                state
-                    .gateway
-                    .emit_to_user(&to, events::USER_TYPING, &stop)
-                    .await;
+            if gateway.typing.expire(&from_key, &to_key, generation) {
+                let stop = gateway.state.messaging.typing_notification(user, to, false);
+                gateway.state.delivery.send(vec![stop], Origin::Http).await;
             }
         });
     }
@@ -429,7 +436,13 @@ async fn typing(
 
 /// One `ERROR` (and, for the send limit, `RATE_LIMIT_EXCEEDED` first); the same error
 /// through the acknowledgement. The socket stays connected.
-fn refuse(s: &SocketRef, ack: AckSender, event: &str, e: DomainError, temp_id: Option<String>) {
+fn refuse<A: Adapter>(
+    s: &SocketRef<A>,
+    ack: AckSender<A>,
+    event: &str,
+    e: DomainError,
+    temp_id: Option<String>,
+) {
     if let DomainError::Internal(cause) = &e {
         tracing::error!(error = ?cause, event, "socket event failed");
     }

@@ -1,28 +1,32 @@
-//! The Socket.IO gateway: namespace `/ws` on socketioxide (DESIGN.md §4).
+//! The Socket.IO gateway: namespace `/ws` on socketioxide (events: docs/protocol.md).
 //!
 //! A socket authenticates at connect (`auth.token` or `Authorization: Bearer`), joins its
 //! user's room and from then on sends events that [`handlers`] decode and pass to the
-//! messaging domain; the outcomes are fanned out to user rooms here. Presence, typing and
-//! idle time are gateway concerns and live in [`presence`].
+//! messaging domain; what the domain returns goes out through `crate::delivery`. The
+//! gateway itself keeps only what belongs to a connection: idle time and typing expiry.
+//!
+//! The gateway works over any socketioxide adapter: the local one on a single node, the
+//! Redis one in a cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, Uri};
-use nexus_protocol::events::{self, ForceDisconnect, NAMESPACE};
+use nexus_protocol::events::NAMESPACE;
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
+use socketioxide_core::adapter::{CoreAdapter, DefinedAdapter};
 
-use crate::app::AppState;
-use crate::messaging::notify::Notification;
+use crate::state::AppState;
 
 mod handlers;
-pub mod presence;
+mod typing;
 
-use presence::{Presence, Typing};
+use typing::Typing;
 
 /// Copies a Socket.IO handshake's URI and header values out of the connection's read
 /// buffer. socketioxide keeps each socket's handshake request for as long as the socket
@@ -50,89 +54,43 @@ pub async fn detach_handshake(request: Request) -> Request {
     Request::from_parts(parts, body)
 }
 
-/// The room every socket of a user joins.
-pub fn user_room(user: &str) -> String {
-    format!("user:{user}")
-}
-
-/// The gateway's shared part: the Socket.IO handle plus presence and typing state.
-#[derive(Clone)]
-pub struct Gateway {
-    io: SocketIo,
+/// What every socket of the gateway shares: the application's services and the gateway's
+/// own settings and state. One `Arc` of it per socket task.
+struct Gateway {
+    state: AppState,
     idle_timeout: Duration,
-    presence: Arc<Presence>,
-    typing: Arc<Typing>,
+    typing: Typing,
 }
 
-impl Gateway {
-    pub fn new(io: SocketIo, idle_timeout: Duration) -> Gateway {
-        Gateway {
-            io,
-            idle_timeout,
-            presence: Arc::new(Presence::default()),
-            typing: Arc::new(Typing::default()),
-        }
-    }
-
-    /// Emits each notification to its user's room, leaving out the `origin` socket where
-    /// the notification says so (a broadcast from a socket skips that socket).
-    pub async fn fanout(&self, notifications: Vec<Notification>, origin: Option<&SocketRef>) {
-        let Some(ns) = self.io.of(NAMESPACE) else {
-            return;
-        };
-        for n in notifications {
-            let room = user_room(&n.user_id);
-            let op = match origin {
-                Some(socket) if !n.to_origin => socket.to(room),
-                _ => ns.clone().to(room),
-            };
-            if let Err(e) = op.emit(n.event, &n.payload).await {
-                tracing::warn!(error = %e, event = n.event, "fan-out failed");
-            }
-        }
-    }
-
-    /// Emits one event to every socket of `user`.
-    pub async fn emit_to_user(&self, user: &str, event: &'static str, payload: &Value) {
-        if let Some(ns) = self.io.of(NAMESPACE) {
-            if let Err(e) = ns.to(user_room(user)).emit(event, payload).await {
-                tracing::warn!(error = %e, event, "emit failed");
-            }
-        }
-    }
-
-    /// Tells every socket the server is going away, then closes them.
-    pub async fn shutdown(&self) {
-        if let Some(ns) = self.io.of(NAMESPACE) {
-            let bye = ForceDisconnect {
-                reason: "server_shutdown".into(),
-            };
-            let _ = ns.emit(events::FORCE_DISCONNECT, &bye).await;
-        }
-        // Let the goodbye reach the clients before the transports close.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.io.close().await;
-    }
-
-    pub fn online_users(&self) -> Vec<String> {
-        self.presence.online()
-    }
-}
-
-/// Registers the `/ws` namespace.
-pub fn register(io: &SocketIo, state: AppState) {
-    let auth_state = state.clone();
-    let auth = async move |s: SocketRef, TryData(auth): TryData<Value>| {
-        authenticate(&auth_state, &s, auth.ok())
+/// Registers the `/ws` namespace on `io`. A socket silent for `idle_timeout` is told
+/// `FORCE_DISCONNECT {reason: "idle_timeout"}` and closed. Returns what the adapter's
+/// initialisation gives (nothing for the local adapter; a future to await for Redis).
+pub fn register<A: Adapter + DefinedAdapter>(
+    io: &SocketIo<A>,
+    state: AppState,
+    idle_timeout: Duration,
+) -> <A as CoreAdapter<socketioxide::adapter::Emitter>>::InitRes {
+    let gateway = Arc::new(Gateway {
+        state,
+        idle_timeout,
+        typing: Typing::default(),
+    });
+    let auth_gateway = gateway.clone();
+    let auth = async move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
+        authenticate(&auth_gateway, &s, auth.ok()).await
     };
-    let connect = async move |s: SocketRef| handlers::welcome(state, s).await;
-    io.ns(NAMESPACE, connect.with(auth));
+    let connect = async move |s: SocketRef<A>| handlers::welcome(gateway, s).await;
+    io.ns(NAMESPACE, connect.with(auth))
 }
 
 /// Connect middleware: a missing, forged or expired token refuses the connection with
 /// `connect_error` "Unauthorized"; an accepted socket is set up (`admit`) before the client
 /// learns it is connected.
-fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<(), &'static str> {
+async fn authenticate<A: Adapter>(
+    gateway: &Arc<Gateway>,
+    s: &SocketRef<A>,
+    auth: Option<Value>,
+) -> Result<(), &'static str> {
     let from_auth = auth
         .as_ref()
         .and_then(|a| a.get("token"))
@@ -147,12 +105,13 @@ fn authenticate(state: &AppState, s: &SocketRef, auth: Option<Value>) -> Result<
             .map(str::to_string)
     };
     let token = from_auth.or_else(from_header).ok_or("Unauthorized")?;
-    let session = state
+    let session = gateway
+        .state
         .accounts
         .tokens()
         .verify_session(&token)
         .map_err(|_| "Unauthorized")?;
-    handlers::admit(state, s, session);
+    handlers::admit(gateway, s, session).await;
     Ok(())
 }
 

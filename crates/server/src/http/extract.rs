@@ -5,9 +5,9 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::domain::UserId;
 use crate::error::DomainError;
+use crate::state::AppState;
 
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

@@ -6,8 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::clock::{iso, now_ms};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,8 +20,8 @@ async fn health() -> Json<Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = state.store.ping().await;
-    let status = if database {
+    let report = state.health.check().await;
+    let status = if report.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -29,10 +29,10 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (
         status,
         Json(json!({
-            "status": if database { "ready" } else { "unavailable" },
-            "database": if database { "up" } else { "down" },
+            "status": if report.ready() { "ready" } else { "unavailable" },
+            "database": report.database_status(),
             "backend": state.store.backend().name(),
-            "redis": "not configured",
+            "redis": report.redis_status(),
             "timestamp": iso(now_ms()),
         })),
     )

@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Json, Path, Query};
-use crate::app::AppState;
+use crate::delivery::Origin;
 use crate::error::DomainError;
 use crate::messaging::{Outcome, ReceiptKind};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -58,7 +59,10 @@ async fn send(
         .as_ref()
         .map(|m| m.to_wire(&me.as_string()))
         .ok_or_else(|| DomainError::internal(anyhow::anyhow!("sent message not loaded")))?;
-    state.fanout(&Outcome::Sent(sent), None).await;
+    state
+        .delivery
+        .deliver(&Outcome::Sent(sent), Origin::Http)
+        .await;
     Ok((StatusCode::CREATED, axum::Json(message)))
 }
 
@@ -145,7 +149,7 @@ async fn edit(
         .await?
         .committed()
         .await?;
-    Ok(axum::Json(state.answer(outcome).await))
+    Ok(axum::Json(answer(&state, outcome).await))
 }
 
 async fn delete(
@@ -154,7 +158,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let outcome = state.messaging.delete(me, &id).await?.committed().await?;
-    Ok(axum::Json(state.answer(outcome).await))
+    Ok(axum::Json(answer(&state, outcome).await))
 }
 
 async fn delivered(
@@ -168,7 +172,7 @@ async fn delivered(
         .await?
         .committed()
         .await?;
-    Ok(axum::Json(state.answer(outcome).await))
+    Ok(axum::Json(answer(&state, outcome).await))
 }
 
 async fn read(
@@ -182,7 +186,7 @@ async fn read(
         .await?
         .committed()
         .await?;
-    Ok(axum::Json(state.answer(outcome).await))
+    Ok(axum::Json(answer(&state, outcome).await))
 }
 
 #[derive(serde::Serialize)]
@@ -210,4 +214,11 @@ async fn history(
             })
             .collect(),
     ))
+}
+
+/// Delivers a change made over REST to every socket concerned and answers with the acting
+/// user's own payload.
+async fn answer(state: &AppState, outcome: Outcome) -> Value {
+    state.delivery.deliver(&outcome, Origin::Http).await;
+    outcome.actor_payload()
 }

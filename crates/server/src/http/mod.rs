@@ -1,9 +1,9 @@
-//! The HTTP API (DESIGN.md §3): one module per resource, each with its `router()`.
+//! The HTTP API (docs/protocol.md): one module per resource, each with its `router()`.
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 mod auth;
 pub mod error;

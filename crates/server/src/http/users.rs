@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Json, Query};
-use crate::app::AppState;
 use crate::error::DomainError;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,4 +1,4 @@
-//! The messaging domain: the one place for every rule of 1:1 messaging (DESIGN.md §1).
+//! The messaging domain: the one place for every rule of messaging (docs/design.md).
 //!
 //! [`MessagingService`] takes what a client asked for (raw strings, as both transports
 //! receive them), parses it, applies the rules and returns what happened: an [`Outcome`]
@@ -11,13 +11,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use nexus_protocol::events::{self, PresenceStatus, PresenceUpdate, UserTyping};
 use nexus_protocol::{self as wire, ChangeType};
 
-use crate::clock::{iso, parse_iso, Millis};
+use crate::clock::{iso, now_ms, parse_iso, Millis};
 use crate::domain::{ClientMessageId, MessageBody, MessageId, UserId};
 use crate::error::DomainError;
+use crate::presence::Presence;
 use crate::ratelimit::SendLimiter;
 use crate::store::{Store, StoredMessage};
+use notify::{Notification, Payload};
 
 pub mod notify;
 mod rules;
@@ -351,7 +354,7 @@ impl MessagingService {
             .collect())
     }
 
-    /// The gap-free change feed after `since` (DESIGN.md §5).
+    /// The gap-free change feed after `since` (docs/protocol.md, "Sync").
     pub async fn sync(
         &self,
         me: UserId,
@@ -424,6 +427,72 @@ impl MessagingService {
             return Err(DomainError::NotFound("receiver not found".into()));
         }
         Ok(to)
+    }
+
+    /// `USER_TYPING` for `to`, once [`MessagingService::typing_target`] allowed it.
+    pub fn typing_notification(&self, from: UserId, to: UserId, is_typing: bool) -> Notification {
+        Notification {
+            user_id: to.as_string(),
+            event: events::USER_TYPING,
+            payload: Payload::Typing(UserTyping {
+                user_id: from.as_string(),
+                is_typing,
+            }),
+            to_origin: true,
+        }
+    }
+
+    /// The users who hear of `user` coming online or going offline: everyone who shares a
+    /// conversation with them (their contacts), nobody else.
+    pub async fn presence_audience(&self, user: UserId) -> Result<Vec<String>, DomainError> {
+        Ok(self.store.partners(user).await?)
+    }
+
+    /// `USER_PRESENCE_UPDATE` for everyone in `user`'s presence audience.
+    pub async fn presence_changed(
+        &self,
+        user: UserId,
+        status: PresenceStatus,
+    ) -> Result<Vec<Notification>, DomainError> {
+        let update = PresenceUpdate {
+            user_id: user.as_string(),
+            status,
+            last_seen: iso(now_ms()),
+        };
+        Ok(self
+            .presence_audience(user)
+            .await?
+            .into_iter()
+            .map(|contact| Notification {
+                user_id: contact,
+                event: events::USER_PRESENCE_UPDATE,
+                payload: Payload::Presence(update.clone()),
+                to_origin: true,
+            })
+            .collect())
+    }
+
+    /// Whom `me` may see online: their contacts (users who share a conversation with them)
+    /// who are connected somewhere. Never strangers, never `me`.
+    pub async fn online_contacts(
+        &self,
+        me: UserId,
+        presence: &dyn Presence,
+    ) -> Result<Vec<String>, DomainError> {
+        let contacts: Vec<UserId> = self
+            .presence_audience(me)
+            .await?
+            .iter()
+            .filter_map(|c| UserId::parse(c).ok())
+            .collect();
+        let mut online: Vec<String> = presence
+            .online_among(&contacts)
+            .await
+            .iter()
+            .map(UserId::as_string)
+            .collect();
+        online.sort();
+        Ok(online)
     }
 
     /// The last sequence number of `me`'s change log.

@@ -1,15 +1,18 @@
-//! Who must hear of an [`Outcome`], with which event and payload (DESIGN.md §4). Both
-//! transports use this: the gateway fans the notifications out to user rooms, and the REST
-//! API answers with the acting user's own payload and fans out the rest.
+//! Who must hear of an [`Outcome`], with which event and payload (the events of
+//! docs/protocol.md), and who should be pushed if connected nowhere. The delivery step
+//! (`crate::delivery`) sends the notifications to user rooms; the REST API answers with the
+//! acting user's own payload, the gateway with its acknowledgement.
 
+use nexus_protocol as wire;
 use nexus_protocol::events::{
-    self, DeliveredUpdate, IncomingMessage, MessageDeleted, MessageEdited, MessageSent, ReadUpdate,
-    DELETED_CONTENT,
+    self, DeliveredUpdate, IncomingMessage, MessageDeleted, MessageEdited, MessageSent,
+    PresenceUpdate, ReadUpdate, UserTyping, DELETED_CONTENT,
 };
 use serde_json::Value;
 
 use super::{Outcome, ReceiptKind, Sent};
 use crate::clock::{iso, Millis};
+use crate::domain::UserId;
 
 /// The payload of a notification, serialized straight from its wire type when emitted.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -20,6 +23,8 @@ pub enum Payload {
     Deleted(MessageDeleted),
     Delivered(DeliveredUpdate),
     Read(ReadUpdate),
+    Presence(PresenceUpdate),
+    Typing(UserTyping),
 }
 
 /// One event for every socket of one user.
@@ -30,6 +35,14 @@ pub struct Notification {
     pub payload: Payload,
     /// `false`: skip the socket the request came from (it gets its own answer instead).
     pub to_origin: bool,
+}
+
+/// A new message for a user who, if connected nowhere, should get a push notification. The
+/// message is shaped as its recipient sees it; it carries nothing of other conversations.
+#[derive(Debug, Clone)]
+pub struct PushRequest {
+    pub recipient: UserId,
+    pub message: wire::Message,
 }
 
 impl Sent {
@@ -169,6 +182,25 @@ impl Outcome {
                     note(receiver_id, event, payload(seqs.receiver), true),
                 ]
             }
+        }
+    }
+
+    /// The recipients of a new message, each with the message as they see it: the delivery
+    /// step pushes it to those connected nowhere. Nothing else is pushed.
+    pub fn pushes(&self) -> Vec<PushRequest> {
+        match self {
+            Outcome::Sent(Sent {
+                message: Some(message),
+                duplicate: false,
+                ..
+            }) => UserId::parse(&message.row.receiver_id)
+                .map(|recipient| PushRequest {
+                    recipient,
+                    message: message.to_wire(&message.row.receiver_id),
+                })
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use nexus::app::{AppState, Application};
+use nexus::app::{Application, Overrides};
 use nexus::config::Config;
+use nexus::delivery::RecordedPushes;
+use nexus::state::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
@@ -97,6 +99,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// Every push the app handed to its push queue (users connected nowhere).
+    pub pushes: Arc<RecordedPushes>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     // Declared last: dropped after the server has been told to stop.
     _db: Arc<TestDb>,
@@ -120,7 +124,11 @@ pub async fn spawn_app_with(
     let db = TestDb::create(backend).await?;
     let mut config = Config::for_tests(db.url.clone());
     configure(&mut config);
-    let app = Application::build(config)
+    let pushes = Arc::new(RecordedPushes::default());
+    let overrides = Overrides {
+        push: Some(pushes.clone()),
+    };
+    let app = Application::build_with(config, overrides)
         .await
         .expect("application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -133,6 +141,7 @@ pub async fn spawn_app_with(
         address,
         client: reqwest::Client::new(),
         state,
+        pushes,
         shutdown: Some(tx),
         _db: Arc::new(db),
     })

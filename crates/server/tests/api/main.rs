@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod delivery;
 mod durability;
 mod messages;
 mod receipts;
