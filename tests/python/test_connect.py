@@ -1,4 +1,4 @@
-"""Connecting to /ws: who is let in, and what they are told (DESIGN.md §4)."""
+"""Connecting to /ws: who is let in, and what they are told (docs/protocol.md §1)."""
 
 import time
 
@@ -59,7 +59,7 @@ def test_connection_success_payload(server, connect, transport):
     before = time.time()
     peer = connect(user, transport)
     payload = peer.wait_for("CONNECTION_SUCCESS")
-    # DESIGN.md: {userId, socketId, timestamp}; the server adds the user's feed position.
+    # The contract: {userId, socketId, timestamp}; the server adds the user's feed position.
     assert set(payload) == {"userId", "socketId", "timestamp", "seq"}
     assert payload["userId"] == user.id
     assert payload["seq"] == 0  # a new user has no changes yet

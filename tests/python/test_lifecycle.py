@@ -1,4 +1,4 @@
-"""Receipts, edits and deletes over the socket, and who may do them (DESIGN.md §4)."""
+"""Receipts, edits and deletes over the socket, and who may do them (docs/protocol.md §2)."""
 
 import pytest
 

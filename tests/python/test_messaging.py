@@ -1,4 +1,4 @@
-"""Sending messages over the socket: acknowledgement, fan-out, retries (DESIGN.md §4)."""
+"""Sending messages over the socket: acknowledgement, fan-out, retries (docs/protocol.md §2)."""
 
 import uuid
 

@@ -1,4 +1,4 @@
-"""RATE_LIMIT_MESSAGES_PER_MINUTE: the sixth send in a minute is refused (DESIGN.md §2, §4)."""
+"""RATE_LIMIT_MESSAGES_PER_MINUTE: the sixth send in a minute is refused (docs/protocol.md §2, §7)."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """Server going away: a graceful stop tells every socket; an acknowledged message survives
-``kill -9`` (DESIGN.md §4 FORCE_DISCONNECT, §6 durability). Each test runs its own server."""
+``kill -9`` (FORCE_DISCONNECT, docs/protocol.md §2.2; durability, docs/design.md). Each test runs its own server."""
 
 import signal
 

@@ -1,4 +1,4 @@
-"""Bad input: one ERROR, the socket stays up, nothing is stored (DESIGN.md §4 rules)."""
+"""Bad input: one ERROR, the socket stays up, nothing is stored (docs/protocol.md §3)."""
 
 import uuid
 

@@ -19,7 +19,7 @@ const ABOUT: &str =
     "Load generator for servers implementing the Nexus contract (Socket.IO v4 over WebSocket)";
 
 const LONG_ABOUT: &str = "\
-Load generator for any server implementing the Nexus contract (shared/DESIGN.md): it registers
+Load generator for any server implementing the Nexus contract (docs/protocol.md): it registers
 its own users through POST /auth/register, connects them to the Socket.IO namespace /ws over
 WebSocket (Engine.IO 4) and uses only the contract's events: NEW_MESSAGE with a tempId, the
 MESSAGE_SENT acknowledgement, the receiver's NEW_MESSAGE.

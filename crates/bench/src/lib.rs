@@ -1,7 +1,7 @@
 //! # nexus-bench
 //!
 //! A load generator for any server that implements the Nexus contract
-//! (`shared/DESIGN.md`): it registers its own users through `POST /auth/register`, connects
+//! (docs/protocol.md): it registers its own users through `POST /auth/register`, connects
 //! them to the Socket.IO namespace `/ws` over WebSocket and uses only the contract's events
 //! (`NEW_MESSAGE` with a `tempId`, the `MESSAGE_SENT` acknowledgement, the receiver's
 //! `NEW_MESSAGE`), so the same tool measures Nexus and any other implementation.

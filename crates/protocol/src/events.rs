@@ -1,4 +1,4 @@
-//! Socket.IO events of the `/ws` namespace: names and payloads (DESIGN.md §4).
+//! Socket.IO events of the `/ws` namespace: names and payloads (docs/protocol.md §2).
 
 use serde::{Deserialize, Serialize};
 

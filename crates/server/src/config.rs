@@ -1,5 +1,5 @@
 //! Configuration: environment variables (and an optional `.env` file), with the names and
-//! defaults of DESIGN.md §2. Every variable is also a command-line flag, so `nexus --help`
+//! defaults of the README's configuration table. Every variable is also a command-line flag, so `nexus --help`
 //! documents them all.
 
 use std::net::IpAddr;

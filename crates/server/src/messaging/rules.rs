@@ -1,4 +1,5 @@
-//! Every rule of a state change (DESIGN.md §4, §5), as a pure function.
+//! Every rule of a state change (docs/design.md, "Sync that never loses an event"), as a
+//! pure function.
 //!
 //! The writer loads a [`Snapshot`] of what a batch of commands touches (taking the change
 //! counters of every user involved under lock), then [`plan`] decides each command against

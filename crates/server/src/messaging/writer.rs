@@ -1,6 +1,6 @@
 //! Group commit: state changes queue here, and each worker applies as many as are waiting in
 //! one transaction, commits once, then answers every caller once the commit is on disk.
-//! Nobody is answered before that (DESIGN.md §6); throughput comes from sharing the commit's
+//! Nobody is answered before that (docs/design.md, "Durability"); throughput comes from sharing the commit's
 //! fsync, not from acknowledging early. On SQLite the fsync runs beside the writer
 //! (`store::durable`): while one batch's frames are being synced the writer applies the
 //! next, and it starts a new batch only while at most [`SYNC_BACKLOG`] commits wait for

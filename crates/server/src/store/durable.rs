@@ -9,7 +9,7 @@
 //! arrived meanwhile and only then lets the answers go, while the writer already works on
 //! the next batch. SQLite's WAL recovery replays a frame only when it belongs to a complete
 //! commit with a valid checksum chain, so after a crash the database holds every commit
-//! whose fsync completed, which includes every acknowledged one (DESIGN.md §6).
+//! whose fsync completed, which includes every acknowledged one (docs/design.md, "Durability and group commit").
 //!
 //! A committed but not yet synced change is visible to readers. So that nobody learns of a
 //! change a crash could still take back (a `seq` a client saw and that would later name a

@@ -247,7 +247,7 @@ impl Store {
 
 /// Every SQLite connection's settings, the sqlx pools' and the writer's
 /// (`sqlite_writes::open`). WAL: readers never block the writer. synchronous=FULL: a commit
-/// is on disk before it is acknowledged (DESIGN.md §6); group commit pays for the fsync.
+/// is on disk before it is acknowledged (docs/design.md, "Durability"); group commit pays for the fsync.
 /// busy_timeout: another writer (the messaging writer and the pool's writes share the file)
 /// or a checkpoint makes us wait, not fail. wal_autocheckpoint: see `checkpoints`.
 const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \

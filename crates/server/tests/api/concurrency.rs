@@ -1,4 +1,4 @@
-//! Gap-free sync under concurrency (DESIGN.md §5): many tasks send, edit, delete and mark
+//! Gap-free sync under concurrency (docs/design.md): many tasks send, edit, delete and mark
 //! read at once while a reader keeps syncing. The reader must see every sequence number
 //! exactly once, in order, and end with the server's state. On PostgreSQL the writer runs
 //! several batches at once on a connection pool, so commits really interleave.

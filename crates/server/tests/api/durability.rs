@@ -1,4 +1,4 @@
-//! Durability (DESIGN.md §6): every message acknowledged with 201 survives `kill -9` of the
+//! Durability (docs/design.md): every message acknowledged with 201 survives `kill -9` of the
 //! server, and tokens issued before the crash still work after it (the generated JWT secret
 //! is kept in the database).
 
