@@ -141,7 +141,10 @@ impl AccountService {
     ) -> Result<wire::AuthResponse, DomainError> {
         let bad = || DomainError::Unauthorized(BAD_CREDENTIALS.into());
         let key = email.trim().to_lowercase();
-        self.login_limiter.check(&key).await?;
+        self.login_limiter
+            .check(&key)
+            .await
+            .inspect_err(|_| crate::metrics::node().limited("login"))?;
         let user = match Email::parse(email) {
             Ok(e) => self.store.user_by_email(&e).await?,
             Err(_) => None,
@@ -228,8 +231,14 @@ impl AccountService {
 /// memory and starving the rest of the server.
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// A hashing slot; the wait is counted on `/metrics` (`nexus_password_hashes_waiting`).
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, DomainError> {
+    let _waiting = crate::metrics::GaugeGuard::new(&crate::metrics::node().hash_waiting);
+    HASHING.acquire().await.map_err(DomainError::internal)
+}
+
 async fn hash_password(password: Password) -> Result<String, DomainError> {
-    let _permit = HASHING.acquire().await.map_err(DomainError::internal)?;
+    let _permit = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -245,7 +254,7 @@ async fn hash_password(password: Password) -> Result<String, DomainError> {
 /// that an unknown e-mail takes as long as a wrong password.
 async fn verify_password(password: String, hash: Option<String>) -> Result<bool, DomainError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let _permit = HASHING.acquire().await.map_err(DomainError::internal)?;
+    let _permit = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| {

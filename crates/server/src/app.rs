@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, Method};
 use axum::serve::ListenerExt;
+use prometheus_client::registry::Registry;
 use rand::RngCore;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ use crate::gateway;
 use crate::health::Health;
 use crate::messaging::writer::Writer;
 use crate::messaging::MessagingService;
+use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, Presence};
 use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
 use crate::state::{AppState, Services};
@@ -100,6 +102,8 @@ impl Application {
             .ping_timeout(Duration::from_secs(20))
             .build_layer();
         let push = overrides.push.unwrap_or_else(|| Arc::new(NoPush));
+        let mut registry = Registry::default();
+        crate::metrics::node().register(&mut registry);
         let state = AppState::new(Services {
             health: Health::new(store.clone(), None),
             delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), push),
@@ -107,6 +111,7 @@ impl Application {
             accounts,
             messaging,
             presence,
+            metrics: Metrics::new(registry),
         });
         gateway::register(
             &io,

@@ -63,7 +63,13 @@ impl Health {
                 None => None,
             }
         };
-        let (database, redis) = tokio::join!(self.store.ping(), redis);
+        let database = async {
+            let started = std::time::Instant::now();
+            let up = self.store.ping().await;
+            crate::metrics::node().database("ping", started);
+            up
+        };
+        let (database, redis) = tokio::join!(database, redis);
         Report { database, redis }
     }
 }

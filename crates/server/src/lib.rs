@@ -21,6 +21,7 @@
 //! - [`messaging`]: the rules of messaging, sync and their outcomes.
 //! - [`store`]: SQLite / PostgreSQL persistence and migrations.
 //! - [`http`], [`gateway`]: the two transports, thin adapters over the domain.
+//! - [`metrics`]: what `/metrics` shows.
 //! - [`ratelimit`], [`clock`], [`error`], [`telemetry`]: shared pieces.
 
 pub mod accounts;
@@ -34,6 +35,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod state;

@@ -7,6 +7,7 @@ use crate::accounts::AccountService;
 use crate::delivery::Delivery;
 use crate::health::Health;
 use crate::messaging::MessagingService;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::store::Store;
 
@@ -25,6 +26,8 @@ pub struct Services {
     /// Who is connected, on this node or (in cluster mode) anywhere.
     pub presence: Arc<dyn Presence>,
     pub health: Health,
+    /// What `/metrics` shows.
+    pub metrics: Metrics,
 }
 
 impl AppState {

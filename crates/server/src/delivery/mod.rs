@@ -173,6 +173,7 @@ impl Delivery {
         };
         for n in notifications {
             let skip = if n.to_origin { None } else { skip };
+            crate::metrics::node().events_out.count(n.event);
             if let Err(e) = self
                 .rooms
                 .emit(user_room(&n.user_id), skip, n.event, &n.payload)
@@ -185,6 +186,9 @@ impl Delivery {
 
     /// Tells this node's sockets the server is going away, then closes them.
     pub async fn close_local_sockets(&self) {
+        crate::metrics::node()
+            .events_out
+            .count(nexus_protocol::events::FORCE_DISCONNECT);
         self.rooms.close_local("server_shutdown").await;
     }
 }

@@ -31,6 +31,7 @@ use crate::delivery::{user_room, Origin};
 use crate::domain::UserId;
 use crate::error::DomainError;
 use crate::messaging::{Outcome, ReceiptKind, Sent};
+use crate::metrics;
 
 /// Events a socket may have waiting before it is told to slow down.
 const QUEUE: usize = 1024;
@@ -39,6 +40,8 @@ struct Incoming<A: Adapter> {
     event: String,
     data: Option<Value>,
     ack: AckSender<A>,
+    /// When it arrived: a send's latency runs from here to its acknowledgement.
+    received: Instant,
 }
 
 /// How an event is answered: now, or after a commit.
@@ -73,6 +76,7 @@ struct Admitted {
 pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, session: Session) {
     let user = session.user;
     s.join(user_room(&user.as_string()));
+    metrics::node().sockets.inc();
     let socket_id = s.id.to_string();
     let first_socket = gateway.state.presence.connect(user, &socket_id).await;
     s.extensions.insert(Admitted {
@@ -97,15 +101,18 @@ pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, 
               Event(event): Event,
               TryData(data): TryData<Value>,
               ack: AckSender<A>| {
+            metrics::node().events_in.count(&event);
             if let Err(mpsc::error::TrySendError::Full(inc)) = queue.try_send(Box::new(Incoming {
                 event,
                 data: data.ok(),
                 ack,
+                received: Instant::now(),
             })) {
                 let inc = *inc;
                 let busy = DomainError::TooManyAttempts {
                     retry_after_ms: 1000,
                 };
+                metrics::node().limited("socket_queue");
                 refuse(&s, inc.ack, &inc.event, busy, temp_id(inc.data.as_ref()));
             }
             async {}
@@ -113,6 +120,7 @@ pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, 
     );
     let gateway = gateway.clone();
     s.on_disconnect(async move |_s: SocketRef<A>| {
+        metrics::node().sockets.dec();
         closed.notify_one();
         if gateway.state.presence.disconnect(user, &socket_id).await {
             announce_presence(&gateway, user, PresenceStatus::Offline).await;
@@ -140,7 +148,8 @@ pub(super) async fn welcome<A: Adapter>(gateway: Arc<Gateway>, s: SocketRef<A>) 
             return;
         }
     };
-    let _ = s.emit(
+    emit(
+        &s,
         events::CONNECTION_SUCCESS,
         &ConnectionSuccess {
             user_id: user_id.clone(),
@@ -215,6 +224,9 @@ async fn serve<A: Adapter>(
                     Ok(committed) => Ok(Box::pin(announce(&gateway, &s, committed)).await),
                     Err(e) => Err(e),
                 };
+                if answer.is_ok() && inc.event == events::NEW_MESSAGE {
+                    metrics::node().sent("socket", inc.received.into_std());
+                }
                 respond(&s, inc.ack, &inc.event, answer, temp_id);
             }
             _ = closed.notified(), if !closing => {
@@ -235,7 +247,8 @@ async fn serve<A: Adapter>(
 
 /// `FORCE_DISCONNECT {reason}`, then close the socket.
 async fn force_disconnect<A: Adapter>(s: &SocketRef<A>, reason: &str) {
-    let _ = s.emit(
+    emit(
+        s,
         events::FORCE_DISCONNECT,
         &ForceDisconnect {
             reason: reason.into(),
@@ -330,7 +343,7 @@ async fn dispatch<A: Adapter>(
                 Ok(user_ids) => to_value(&OnlineUsers { user_ids }),
                 Err(e) => return Reply::Now(Err(e)),
             };
-            let _ = s.emit(events::ONLINE_USERS, &payload);
+            emit(s, events::ONLINE_USERS, &payload);
             return Reply::Now(Ok(payload));
         }
         events::HEALTH_CHECK => {
@@ -341,7 +354,7 @@ async fn dispatch<A: Adapter>(
                 redis: report.redis_status().into(),
                 timestamp: iso(now_ms()),
             });
-            let _ = s.emit(events::HEALTH_RESPONSE, &payload);
+            emit(s, events::HEALTH_RESPONSE, &payload);
             return Reply::Now(Ok(payload));
         }
         other => Err(DomainError::Validation(format!("unknown event {other}"))),
@@ -384,7 +397,7 @@ async fn announce<A: Adapter>(gateway: &Gateway, s: &SocketRef<A>, committed: Co
     match committed {
         Committed::Sent(sent) => {
             let ack = to_value(&sent.ack());
-            let _ = s.emit(events::MESSAGE_SENT, &ack);
+            emit(s, events::MESSAGE_SENT, &ack);
             delivery.deliver(&Outcome::Sent(sent), origin).await;
             ack
         }
@@ -451,7 +464,8 @@ fn refuse<A: Adapter>(
         retry_after_ms,
     } = &e
     {
-        let _ = s.emit(
+        emit(
+            s,
             events::RATE_LIMIT_EXCEEDED,
             &RateLimitExceeded {
                 limit: *limit,
@@ -467,8 +481,18 @@ fn refuse<A: Adapter>(
         temp_id,
         timestamp: iso(now_ms()),
     };
-    let _ = s.emit(events::ERROR, &error);
+    emit(s, events::ERROR, &error);
     let _ = ack.send(&error);
+}
+
+/// Emits `event` to this socket only (and counts it).
+fn emit<A: Adapter, T: serde::Serialize + ?Sized>(
+    s: &SocketRef<A>,
+    event: &'static str,
+    payload: &T,
+) {
+    metrics::node().events_out.count(event);
+    let _ = s.emit(event, payload);
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {

@@ -104,13 +104,20 @@ async fn authenticate<A: Adapter>(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string)
     };
-    let token = from_auth.or_else(from_header).ok_or("Unauthorized")?;
+    let unauthorized = |_| {
+        crate::metrics::node().refused("unauthorized");
+        "Unauthorized"
+    };
+    let token = from_auth
+        .or_else(from_header)
+        .ok_or(())
+        .map_err(unauthorized)?;
     let session = gateway
         .state
         .accounts
         .tokens()
         .verify_session(&token)
-        .map_err(|_| "Unauthorized")?;
+        .map_err(|_| unauthorized(()))?;
     handlers::admit(gateway, s, session).await;
     Ok(())
 }

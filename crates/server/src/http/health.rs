@@ -1,4 +1,5 @@
-//! `/health` (the process answers) and `/ready` (its dependencies answer too).
+//! `/health` (the process answers), `/ready` (its dependencies answer too) and `/metrics`
+//! (Prometheus text; bind or firewall it as operators do).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn health() -> Json<Value> {

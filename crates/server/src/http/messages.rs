@@ -43,6 +43,7 @@ async fn send(
     AuthUser(me): AuthUser,
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, axum::Json<Message>), ApiError> {
+    let received = std::time::Instant::now();
     let sent = state
         .messaging
         .send(
@@ -63,6 +64,7 @@ async fn send(
         .delivery
         .deliver(&Outcome::Sent(sent), Origin::Http)
         .await;
+    crate::metrics::node().sent("http", received);
     Ok((StatusCode::CREATED, axum::Json(message)))
 }
 

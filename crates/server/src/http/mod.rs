@@ -1,6 +1,8 @@
 //! The HTTP API (docs/protocol.md): one module per resource, each with its `router()`.
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
 
 use crate::state::AppState;
@@ -15,6 +17,30 @@ mod users;
 /// Largest request body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Counts every request and its duration by method, declared route and status
+/// (`nexus_http_requests_total`, `nexus_http_request_duration_seconds`).
+async fn observe(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let labels = crate::metrics::HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    let node = crate::metrics::node();
+    node.http_requests.get_or_create(&labels).inc();
+    node.http_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
@@ -23,5 +49,6 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -182,7 +182,10 @@ impl MessagingService {
             .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
         let body = MessageBody::parse(content)?;
         let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
-        self.limiter.check(sender).await?;
+        self.limiter
+            .check(sender)
+            .await
+            .inspect_err(|_| crate::metrics::node().limited("send"))?;
         let ticket = self
             .writer
             .enqueue(Command::Send {

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use nexus_protocol::events::DELETED_CONTENT;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +25,7 @@ use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
 use crate::error::DomainError;
+use crate::metrics;
 use crate::store::writes::{Commit, LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
@@ -135,6 +137,7 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                 if n == 0 {
                     break; // every sender is gone
                 }
+                metrics::node().writer_queue.set((n + rx.len()) as i64);
                 run_batch(store, &mut conn, std::mem::take(&mut jobs)).await;
                 // A pool connection goes back while there is nothing to do, so the pool's
                 // other users (registration, devices) are never starved by idle writers.
@@ -184,10 +187,16 @@ async fn apply_on(
 
 async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<Job>) {
     let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
+    let started = Instant::now();
     let applied = apply_on(store, conn, &cmds).await;
+    let node = metrics::node();
+    node.writer_batch.observe(cmds.len() as f64);
+    node.writer_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     drop(cmds);
     match applied {
         Ok((results, commit)) => commit.when_durable(move |synced| {
+            node.database("commit_to_disk", started);
             for (job, result) in jobs.into_iter().zip(results) {
                 answer(job, result, &synced);
             }
@@ -225,7 +234,14 @@ async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<
 /// `tempId` finds the message).
 fn answer(job: Job, result: Result<Outcome, DomainError>, synced: &Result<(), String>) {
     let result = match synced {
-        Ok(()) => result,
+        Ok(()) => {
+            if let Ok(Outcome::Sent(sent)) = &result {
+                if !sent.duplicate {
+                    metrics::node().messages.inc();
+                }
+            }
+            result
+        }
         Err(e) => Err(DomainError::internal(anyhow::anyhow!(
             "the commit could not be made durable: {e}"
         ))),

@@ -9,6 +9,7 @@ mod concurrency;
 mod delivery;
 mod durability;
 mod messages;
+mod metrics;
 mod receipts;
 mod startup;
 mod sync;
