@@ -31,8 +31,8 @@ pub struct AuthResponse {
 }
 
 /// `POST /users/fcm/register` and `/unregister` answer: the user plus the device token the
-/// brief returns (`fcmDeviceToken`, the most recently registered one) and every registered
-/// token, since Nexus keeps one per device.
+/// brief returns (`fcmDeviceToken`, the most recently used one) and every FCM token of the
+/// user, since Nexus keeps one per device (Web Push devices: `GET /users/devices`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithDevices {
@@ -41,6 +41,81 @@ pub struct UserWithDevices {
     pub email: String,
     pub fcm_device_token: Option<String>,
     pub device_tokens: Vec<String>,
+}
+
+/// What kind of push target a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// A Firebase Cloud Messaging registration token (Android, iOS, or a web app using the
+    /// Firebase SDK).
+    Fcm,
+    /// A browser's Web Push subscription (RFC 8030), encrypted per RFC 8291, signed with
+    /// VAPID (RFC 8292).
+    Webpush,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Fcm => "fcm",
+            DeviceKind::Webpush => "webpush",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeviceKind> {
+        match s {
+            "fcm" => Some(DeviceKind::Fcm),
+            "webpush" => Some(DeviceKind::Webpush),
+            _ => None,
+        }
+    }
+}
+
+/// One of the caller's push devices (`GET /users/devices`, `POST /users/webpush/subscribe`).
+/// An FCM device shows its `token`, a Web Push device its `endpoint`; a subscription's keys
+/// are never sent back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub id: String,
+    pub kind: DeviceKind,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub endpoint: Option<String>,
+    pub created_at: String,
+    /// The last registration of the device or push delivered to it.
+    pub last_used_at: String,
+}
+
+/// A browser's `PushSubscription` as `JSON.stringify(subscription)` writes it: the body of
+/// `POST /users/webpush/subscribe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebPushSubscription {
+    pub endpoint: String,
+    /// Milliseconds since the epoch, or null (browsers mostly send null). Not used: an
+    /// expired subscription is answered 404/410 by its push service and removed then.
+    #[serde(default)]
+    pub expiration_time: Option<f64>,
+    pub keys: WebPushKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebPushKeys {
+    /// The browser's P-256 public key, base64url (65 bytes uncompressed).
+    pub p256dh: String,
+    /// The browser's authentication secret, base64url (16 bytes).
+    pub auth: String,
+}
+
+/// `GET /users/webpush/vapid-public-key` answer: the `applicationServerKey` a browser
+/// passes to `pushManager.subscribe`, base64url (65 bytes uncompressed P-256 point).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VapidPublicKey {
+    pub public_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! Accounts: registration, login, access tokens, user search and push devices.
+//! Accounts: registration, login, access tokens and user search (push devices:
+//! `push::devices`).
 //!
 //! Passwords are hashed with argon2id (on the blocking pool: a hash costs tens of
 //! milliseconds of CPU). Access tokens are HS256 JWTs that name the user in `sub`.
@@ -14,7 +15,7 @@ use nexus_protocol as wire;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
-use crate::domain::{DeviceToken, DisplayName, Email, Password, UserId};
+use crate::domain::{DisplayName, Email, Password, UserId};
 use crate::error::DomainError;
 use crate::ratelimit::LoginLimiter;
 use crate::store::{Store, StoreError, UserRecord};
@@ -191,38 +192,6 @@ impl AccountService {
             .iter()
             .map(UserRecord::public)
             .collect())
-    }
-
-    pub async fn register_device(
-        &self,
-        me: UserId,
-        token: &str,
-    ) -> Result<wire::UserWithDevices, DomainError> {
-        let token = DeviceToken::parse(token)?;
-        self.store.register_device(me, &token, now_ms()).await?;
-        self.with_devices(me).await
-    }
-
-    pub async fn unregister_device(
-        &self,
-        me: UserId,
-        token: Option<&str>,
-    ) -> Result<wire::UserWithDevices, DomainError> {
-        let token = token.map(DeviceToken::parse).transpose()?;
-        self.store.unregister_device(me, token.as_ref()).await?;
-        self.with_devices(me).await
-    }
-
-    async fn with_devices(&self, me: UserId) -> Result<wire::UserWithDevices, DomainError> {
-        let user = self.me(me).await?;
-        let tokens = self.store.devices(me).await?;
-        Ok(wire::UserWithDevices {
-            id: user.id,
-            name: user.name,
-            email: user.email,
-            fcm_device_token: tokens.first().cloned(),
-            device_tokens: tokens,
-        })
     }
 }
 

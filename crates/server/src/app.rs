@@ -24,6 +24,7 @@ use crate::messaging::writer::Writer;
 use crate::messaging::MessagingService;
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, Presence};
+use crate::push::{Push, PushSettings};
 use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
 use crate::state::{AppState, Services};
 use crate::store::Store;
@@ -52,6 +53,8 @@ pub enum StartError {
     },
     #[error("cannot start the writer threads: {0}")]
     Writer(std::io::Error),
+    #[error("push: {0}")]
+    Push(String),
 }
 
 impl Application {
@@ -63,6 +66,7 @@ impl Application {
         config: Config,
         overrides: Overrides,
     ) -> Result<Application, StartError> {
+        let push_settings = PushSettings::from_config(&config).map_err(StartError::Push)?;
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
@@ -101,12 +105,18 @@ impl Application {
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
             .build_layer();
-        let push = overrides.push.unwrap_or_else(|| Arc::new(NoPush));
+        let push = Push::start(store.clone(), push_settings).map_err(StartError::Push)?;
+        let queue: Arc<dyn PushQueue> = match overrides.push {
+            Some(queue) => queue,
+            None if push.is_on() => Arc::new(push.clone()),
+            None => Arc::new(NoPush),
+        };
         let mut registry = Registry::default();
         crate::metrics::node().register(&mut registry);
         let state = AppState::new(Services {
             health: Health::new(store.clone(), None),
-            delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), push),
+            delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
+            push,
             store,
             accounts,
             messaging,
@@ -158,6 +168,7 @@ impl Application {
         let delivery = self.state.delivery.clone();
         let store = self.state.store.clone();
         let messaging = self.state.messaging.clone();
+        let push = self.state.push.clone();
         tracing::info!(
             addr = %self.listener.local_addr()?,
             backend = store.backend().name(),
@@ -176,6 +187,7 @@ impl Application {
                 delivery.close_local_sockets().await;
             })
             .await?;
+        push.shutdown().await;
         messaging.close().await;
         store.close().await;
         Ok(())

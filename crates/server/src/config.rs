@@ -63,6 +63,87 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(2..))]
     pub database_max_connections: u32,
+
+    /// FCM HTTP v1: the service-account key file's JSON (Firebase console → Project
+    /// settings → Service accounts → Generate new private key). Push is off without FCM
+    /// and VAPID credentials. See docs/push.md.
+    #[arg(long, env = "FCM_SERVICE_ACCOUNT_JSON", hide_env_values = true)]
+    pub fcm_service_account_json: Option<String>,
+
+    /// FCM credentials as three values instead of the JSON: the Firebase project id …
+    #[arg(long, env = "FCM_PROJECT_ID")]
+    pub fcm_project_id: Option<String>,
+
+    /// … the service account's PEM private key (`\n` is read as a newline) …
+    #[arg(long, env = "FCM_PRIVATE_KEY", hide_env_values = true)]
+    pub fcm_private_key: Option<String>,
+
+    /// … and its e-mail (`firebase-adminsdk-…@PROJECT.iam.gserviceaccount.com`).
+    #[arg(long, env = "FCM_CLIENT_EMAIL")]
+    pub fcm_client_email: Option<String>,
+
+    /// Base URL of the FCM HTTP v1 API (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "FCM_API_BASE_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_api_base_url: String,
+
+    /// Web Push: the VAPID private key, base64url (`nexus vapid-keys` makes a pair).
+    #[arg(long, env = "VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+
+    /// Web Push: a `mailto:` or `https:` URL where push services can reach the operator.
+    #[arg(long, env = "VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
+
+    /// Push devices per user; registering one more removes the least recently used.
+    #[arg(long, env = "MAX_DEVICES_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_devices_per_user: u32,
+
+    /// Push workers (each pushes one notification to all of a user's devices at a time).
+    #[arg(long, env = "PUSH_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub push_workers: u32,
+
+    /// Notifications waiting for a push worker, at most; beyond, pushes are dropped
+    /// (logged and counted; the messages themselves are never affected).
+    #[arg(long, env = "PUSH_QUEUE_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub push_queue_size: u32,
+
+    /// Retries of a push after a temporary failure (429, 5xx), with back-off.
+    #[arg(long, env = "PUSH_MAX_RETRIES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub push_max_retries: u32,
+
+    /// How long a push service keeps trying to reach an offline device (seconds).
+    #[arg(long, env = "PUSH_TTL_SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(0..=2_419_200))]
+    pub push_ttl_seconds: u64,
+
+    /// A push request without an answer for this long is given up (seconds).
+    #[arg(long, env = "PUSH_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub push_timeout_seconds: u64,
+
+    /// Accept Web Push endpoints over plain http or on IP addresses and localhost. For
+    /// local tests only: a subscription could make the server post to internal hosts.
+    #[arg(long, env = "WEBPUSH_ALLOW_INSECURE_ENDPOINTS", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webpush_allow_insecure_endpoints: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands other than serving (the default).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY and its public key) and exit.
+    VapidKeys,
 }
 
 /// A configuration error, reported as one line before exiting with status 1.
@@ -100,7 +181,9 @@ impl Config {
                 }
             },
         };
-        config.validate()?;
+        if config.command.is_none() {
+            config.validate()?;
+        }
         Ok(config)
     }
 
@@ -129,6 +212,14 @@ impl Config {
                     .into(),
             ));
         }
+        if !(self.fcm_api_base_url.starts_with("https://")
+            || self.fcm_api_base_url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "FCM_API_BASE_URL must be an http(s) URL, got {:?}",
+                self.fcm_api_base_url
+            )));
+        }
         if let Some(url) = &self.frontend_url {
             if url.parse::<axum::http::HeaderValue>().is_err() || !url.starts_with("http") {
                 return Err(ConfigError::Invalid(format!(
@@ -153,6 +244,21 @@ impl Config {
             frontend_url: None,
             log_format: "text".into(),
             database_max_connections: 8,
+            fcm_service_account_json: None,
+            fcm_project_id: None,
+            fcm_private_key: None,
+            fcm_client_email: None,
+            fcm_api_base_url: "https://fcm.googleapis.com".into(),
+            vapid_private_key: None,
+            vapid_subject: None,
+            max_devices_per_user: 20,
+            push_workers: 4,
+            push_queue_size: 10_000,
+            push_max_retries: 3,
+            push_ttl_seconds: 86_400,
+            push_timeout_seconds: 10,
+            webpush_allow_insecure_endpoints: false,
+            command: None,
         }
     }
 }
@@ -190,5 +296,17 @@ mod tests {
         assert_eq!(c.jwt_expires_in_seconds, 604_800);
         assert_eq!(c.rate_limit_messages_per_minute, 100);
         assert_eq!(c.idle_timeout_seconds, 300);
+        assert_eq!(c.max_devices_per_user, 20);
+        assert_eq!(c.fcm_api_base_url, "https://fcm.googleapis.com");
+        assert!(c.command.is_none());
+    }
+
+    #[test]
+    fn vapid_keys_is_a_subcommand_beside_the_flags() {
+        let c = Config::try_parse_from(["nexus", "vapid-keys"]).unwrap();
+        assert!(matches!(c.command, Some(Command::VapidKeys)));
+        let c = Config::try_parse_from(["nexus", "--port", "4000"]).unwrap();
+        assert_eq!(c.port, 4000);
+        assert!(c.command.is_none());
     }
 }

@@ -218,6 +218,77 @@ impl DeviceToken {
     }
 }
 
+/// A Web Push subscription's endpoint: the URL the server will POST pushes to. Only
+/// `https://` on a host name (no IP literal, no `localhost`), so that a subscription cannot
+/// point the server at itself or at a private network; `allow_insecure` (for local tests
+/// only: `WEBPUSH_ALLOW_INSECURE_ENDPOINTS`) lifts both rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEndpoint(String);
+
+impl PushEndpoint {
+    pub const MAX_LEN: usize = 2048;
+
+    pub fn parse(s: &str, allow_insecure: bool) -> Result<Self, Invalid> {
+        let s = s.trim();
+        let bad = |why: &str| Invalid(format!("endpoint {why}"));
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(bad(&format!(
+                "must be a URL of 1-{} characters",
+                Self::MAX_LEN
+            )));
+        }
+        let uri: axum::http::Uri = s.parse().map_err(|_| bad("must be a URL"))?;
+        let host = uri.host().ok_or_else(|| bad("must be a URL with a host"))?;
+        if !allow_insecure {
+            if uri.scheme_str() != Some("https") {
+                return Err(bad("must be an https:// URL"));
+            }
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<std::net::IpAddr>().is_ok()
+                || bare.eq_ignore_ascii_case("localhost")
+                || bare.to_ascii_lowercase().ends_with(".localhost")
+            {
+                return Err(bad("must name a push service by its host name"));
+            }
+        } else if !matches!(uri.scheme_str(), Some("https" | "http")) {
+            return Err(bad("must be an http(s):// URL"));
+        }
+        Ok(PushEndpoint(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A subscription's keys (RFC 8291): the browser's P-256 public key (65 bytes
+/// uncompressed) and its 16-byte authentication secret, kept as unpadded base64url.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+impl PushKeys {
+    pub fn parse(p256dh: &str, auth: &str) -> Result<Self, Invalid> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let point = crate::push::vapid::decode_base64url(p256dh)
+            .filter(|b| b.len() == 65)
+            .filter(|b| web_push_native::p256::PublicKey::from_sec1_bytes(b).is_ok())
+            .ok_or_else(|| {
+                Invalid("keys.p256dh must be a base64url P-256 public key (65 bytes)".into())
+            })?;
+        let secret = crate::push::vapid::decode_base64url(auth)
+            .filter(|b| b.len() == 16)
+            .ok_or_else(|| Invalid("keys.auth must be a base64url 16-byte secret".into()))?;
+        Ok(PushKeys {
+            p256dh: b64.encode(point),
+            auth: b64.encode(secret),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +329,41 @@ mod tests {
         assert!(MessageId::parse("").is_err());
         let id = UserId::new();
         assert_eq!(UserId::parse(&id.as_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn push_endpoints_must_be_https_on_a_host_name() {
+        assert!(PushEndpoint::parse("https://fcm.googleapis.com/fcm/send/abc", false).is_ok());
+        for bad in [
+            "",
+            "not a url",
+            "http://push.example.org/x",
+            "https://127.0.0.1/x",
+            "https://[::1]/x",
+            "https://localhost:8080/x",
+            "https://10.0.0.8/x",
+            "ftp://push.example.org/x",
+        ] {
+            assert!(PushEndpoint::parse(bad, false).is_err(), "{bad:?} accepted");
+        }
+        assert!(PushEndpoint::parse("http://127.0.0.1:9/push", true).is_ok());
+        assert!(PushEndpoint::parse("ftp://127.0.0.1:9/push", true).is_err());
+    }
+
+    #[test]
+    fn push_keys_must_be_a_point_and_a_16_byte_secret() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (_, public) = crate::push::vapid::generate();
+        let auth = b64.encode([7u8; 16]);
+        let keys = PushKeys::parse(&format!("{public}="), &auth).unwrap();
+        assert_eq!(keys.p256dh, public, "padding is dropped");
+        assert!(
+            PushKeys::parse(&b64.encode([4u8; 65]), &auth).is_err(),
+            "not on the curve"
+        );
+        assert!(PushKeys::parse(&public, &b64.encode([7u8; 15])).is_err());
+        assert!(PushKeys::parse("!!", &auth).is_err());
     }
 
     #[test]

@@ -17,8 +17,9 @@
 //! - [`delivery`]: the one step that sends what the domain returns.
 //! - [`presence`]: who is connected; [`health`]: what `/ready` and `HEALTH_CHECK` report.
 //! - [`domain`]: parsed values (`UserId`, `MessageBody`, …).
-//! - [`accounts`]: registration, login, tokens, devices.
+//! - [`accounts`]: registration, login, tokens.
 //! - [`messaging`]: the rules of messaging, sync and their outcomes.
+//! - [`push`]: push devices, and FCM / Web Push for users connected nowhere.
 //! - [`store`]: SQLite / PostgreSQL persistence and migrations.
 //! - [`http`], [`gateway`]: the two transports, thin adapters over the domain.
 //! - [`metrics`]: what `/metrics` shows.
@@ -37,6 +38,7 @@ pub mod http;
 pub mod messaging;
 pub mod metrics;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod state;
 pub mod store;

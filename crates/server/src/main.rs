@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use nexus::app::Application;
-use nexus::config::Config;
+use nexus::config::{Command, Config};
 
 /// mimalloc: faster than glibc malloc for many small short-lived allocations (JSON, packets),
 /// and it gives freed memory back to the system (glibc kept the 19 MiB of every argon2 hash
@@ -20,6 +20,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::VapidKeys) = config.command {
+        let (private, public) = nexus::push::vapid::generate();
+        println!("# A new Web Push (VAPID) key pair. Keep the private key secret; browsers");
+        println!("# get the public one from GET /users/webpush/vapid-public-key.");
+        println!("VAPID_PRIVATE_KEY={private}");
+        println!("# public key: {public}");
+        return ExitCode::SUCCESS;
+    }
     nexus::telemetry::init(config.log_format == "json");
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -9,6 +9,7 @@ use crate::health::Health;
 use crate::messaging::MessagingService;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::push::Push;
 use crate::store::Store;
 
 /// Everything a request or socket handler needs, shared: a clone is one pointer. Every
@@ -28,6 +29,8 @@ pub struct Services {
     pub health: Health,
     /// What `/metrics` shows.
     pub metrics: Metrics,
+    /// Push devices (the `/users` device routes) and the push queue's counters.
+    pub push: Push,
 }
 
 impl AppState {

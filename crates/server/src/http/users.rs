@@ -1,9 +1,11 @@
-//! `/users`: the current user, user search and push device registration.
+//! `/users`: the current user, user search and push devices (FCM tokens, Web Push
+//! subscriptions).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use nexus_protocol::{User, UserWithDevices};
+use nexus_protocol::{Device, User, UserWithDevices, VapidPublicKey, WebPushSubscription};
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -17,6 +19,10 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(search))
         .route("/users/fcm/register", post(register_device))
         .route("/users/fcm/unregister", post(unregister_device))
+        .route("/users/webpush/subscribe", post(subscribe))
+        .route("/users/webpush/unsubscribe", post(unsubscribe))
+        .route("/users/webpush/vapid-public-key", get(vapid_public_key))
+        .route("/users/devices", get(devices))
 }
 
 async fn me(
@@ -60,13 +66,15 @@ async fn register_device(
 ) -> Result<axum::Json<UserWithDevices>, ApiError> {
     Ok(axum::Json(
         state
-            .accounts
-            .register_device(me, &body.device_token)
+            .push
+            .devices
+            .register_fcm(me, &body.device_token)
             .await?,
     ))
 }
 
-/// Without a `deviceToken`, every device of the user is unregistered (log out everywhere).
+/// Without a `deviceToken`, every FCM token of the user is unregistered (log out
+/// everywhere).
 async fn unregister_device(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -80,8 +88,53 @@ async fn unregister_device(
     };
     Ok(axum::Json(
         state
-            .accounts
-            .unregister_device(me, body.device_token.as_deref())
+            .push
+            .devices
+            .unregister_fcm(me, body.device_token.as_deref())
             .await?,
     ))
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Json(subscription): Json<WebPushSubscription>,
+) -> Result<(StatusCode, axum::Json<Device>), ApiError> {
+    let device = state
+        .push
+        .devices
+        .subscribe_webpush(me, &subscription)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(device)))
+}
+
+#[derive(Deserialize)]
+struct Unsubscribe {
+    endpoint: String,
+}
+
+async fn unsubscribe(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Json(body): Json<Unsubscribe>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .push
+        .devices
+        .unsubscribe_webpush(me, &body.endpoint)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn vapid_public_key(
+    State(state): State<AppState>,
+) -> Result<axum::Json<VapidPublicKey>, ApiError> {
+    Ok(axum::Json(state.push.devices.vapid_public_key()?))
+}
+
+async fn devices(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+) -> Result<axum::Json<Vec<Device>>, ApiError> {
+    Ok(axum::Json(state.push.devices.list(me).await?))
 }

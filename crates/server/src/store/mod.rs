@@ -18,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+mod devices;
 pub mod durable;
 mod messages;
 mod rows;
@@ -25,6 +26,7 @@ mod sqlite_writes;
 mod users;
 pub mod writes;
 
+pub use devices::{DeviceRecord, NewDevice};
 pub use rows::{MessageRow, StoredMessage};
 pub use users::UserRecord;
 

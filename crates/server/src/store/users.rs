@@ -1,10 +1,10 @@
-//! Accounts and push devices.
+//! Accounts.
 
 use nexus_protocol as wire;
 
 use super::{Store, StoreError};
 use crate::clock::Millis;
-use crate::domain::{DeviceToken, DisplayName, Email, UserId};
+use crate::domain::{DisplayName, Email, UserId};
 
 /// A user as stored, including the password hash. Never sent anywhere: [`UserRecord::public`]
 /// is what leaves the server.
@@ -103,61 +103,6 @@ impl Store {
         .bind(me.as_string())
         .bind(pattern)
         .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
-    }
-
-    /// Registers a device token for `user`. A token already registered to someone else moves
-    /// to `user` (the device changed hands); re-registering refreshes its time.
-    pub async fn register_device(
-        &self,
-        user: UserId,
-        token: &DeviceToken,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO push_devices (token, user_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, \
-             created_at = excluded.created_at",
-        )
-        .bind(token.as_str())
-        .bind(user.as_string())
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    /// Removes one of `user`'s tokens, or all of them when `token` is `None`.
-    pub async fn unregister_device(
-        &self,
-        user: UserId,
-        token: Option<&DeviceToken>,
-    ) -> Result<(), StoreError> {
-        match token {
-            Some(t) => {
-                sqlx::query("DELETE FROM push_devices WHERE user_id = $1 AND token = $2")
-                    .bind(user.as_string())
-                    .bind(t.as_str())
-                    .execute(&self.write)
-                    .await?
-            }
-            None => {
-                sqlx::query("DELETE FROM push_devices WHERE user_id = $1")
-                    .bind(user.as_string())
-                    .execute(&self.write)
-                    .await?
-            }
-        };
-        Ok(())
-    }
-
-    /// `user`'s device tokens, most recently registered first.
-    pub async fn devices(&self, user: UserId) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT token FROM push_devices WHERE user_id = $1 ORDER BY created_at DESC, token",
-        )
-        .bind(user.as_string())
         .fetch_all(&self.read)
         .await?)
     }

@@ -1,0 +1,23 @@
+-- Push devices as a table of their own (docs/push.md): an id, a kind (`fcm` for an FCM
+-- registration token, `webpush` for a browser's Web Push subscription), the token or the
+-- subscription's endpoint (unique: one device belongs to one user at a time), the
+-- subscription's keys, and when the device was registered and last used. Keep in step
+-- with ../sqlite/0006_devices.sql (same version).
+CREATE TABLE devices (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('fcm', 'webpush')),
+    token        TEXT NOT NULL UNIQUE,
+    p256dh       TEXT,
+    auth         TEXT,
+    created_at   BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL
+);
+CREATE INDEX devices_by_user ON devices (user_id, last_used_at);
+
+-- Every token registered so far was an FCM token.
+INSERT INTO devices (id, user_id, kind, token, created_at, last_used_at)
+SELECT gen_random_uuid()::text, user_id, 'fcm', token, created_at, created_at
+FROM push_devices;
+
+DROP TABLE push_devices;
