@@ -120,13 +120,30 @@ pub async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Config),
 ) -> Option<TestApp> {
+    spawn(backend, configure, true).await
+}
+
+/// [`spawn_app_with`] with the application's own push queue (the FCM and Web Push senders
+/// the configuration sets up) instead of a recording one.
+pub async fn spawn_app_with_push(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+) -> Option<TestApp> {
+    spawn(backend, configure, false).await
+}
+
+async fn spawn(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+    record_pushes: bool,
+) -> Option<TestApp> {
     init_test_logs();
     let db = TestDb::create(backend).await?;
     let mut config = Config::for_tests(db.url.clone());
     configure(&mut config);
     let pushes = Arc::new(RecordedPushes::default());
     let overrides = Overrides {
-        push: Some(pushes.clone()),
+        push: record_pushes.then(|| pushes.clone() as _),
     };
     let app = Application::build_with(config, overrides)
         .await
