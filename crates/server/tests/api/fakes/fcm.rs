@@ -270,17 +270,16 @@ fn invalid(body: &Value) -> Option<(String, String)> {
     if !m.is_object() {
         return bad("message", "missing");
     }
-    if !m["token"].as_str().is_some_and(|t| !t.is_empty()) {
+    if m["token"].as_str().is_none_or(str::is_empty) {
         return bad("message.token", "a registration token is required");
     }
     if !m["topic"].is_null() || !m["condition"].is_null() {
         return bad("message", "exactly one target");
     }
     let n = &m["notification"];
-    if !n.is_null() {
-        if !n["title"].is_string() || !(n["body"].is_null() || n["body"].is_string()) {
-            return bad("message.notification", "title and body must be strings");
-        }
+    if !n.is_null() && (!n["title"].is_string() || !(n["body"].is_null() || n["body"].is_string()))
+    {
+        return bad("message.notification", "title and body must be strings");
     }
     if let Some(data) = m.get("data") {
         let Some(data) = data.as_object() else {

@@ -1,7 +1,7 @@
-//! In-test push services with the real wire shapes: [`fcm::FakeFcm`] (OAuth2 token endpoint
-//! + FCM HTTP v1 `messages:send`) and [`webpush::FakePushService`] (an RFC 8030 push
-//! service that decrypts what it gets). Both listen on 127.0.0.1 and answer each device with
-//! the [`Answer`]s a test scripted for it.
+//! In-test push services with the real wire shapes: [`fcm::FakeFcm`] (the OAuth2 token
+//! endpoint and FCM HTTP v1 `messages:send`) and [`webpush::FakePushService`] (an RFC 8030
+//! push service that decrypts what it gets). Both listen on 127.0.0.1 and answer each
+//! device with the [`Answer`]s a test scripted for it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
