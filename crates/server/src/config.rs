@@ -11,7 +11,7 @@ use clap::Parser;
 /// Every option is read from the environment variable named in brackets (a `.env` file in
 /// the working directory is read first, if present); a flag given on the command line wins.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "nexus", version, about, long_about = None)]
+#[command(name = "nexus", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Config {
     /// HTTP and Socket.IO listen port (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
@@ -151,6 +151,14 @@ pub enum Command {
 pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
+}
+
+/// True for exactly `nexus vapid-keys`: it needs none of the server's settings, so it is
+/// recognised before they are read and a half-made environment does not stop it. (With
+/// more arguments, such as `--help`, clap parses as usual.)
+pub fn is_vapid_keys_command() -> bool {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    args.len() == 1 && args[0] == "vapid-keys"
 }
 
 impl Config {

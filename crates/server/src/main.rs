@@ -13,6 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if nexus::config::is_vapid_keys_command() {
+        return vapid_keys();
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -21,12 +24,7 @@ async fn main() -> ExitCode {
         }
     };
     if let Some(Command::VapidKeys) = config.command {
-        let (private, public) = nexus::push::vapid::generate();
-        println!("# A new Web Push (VAPID) key pair. Keep the private key secret; browsers");
-        println!("# get the public one from GET /users/webpush/vapid-public-key.");
-        println!("VAPID_PRIVATE_KEY={private}");
-        println!("# public key: {public}");
-        return ExitCode::SUCCESS;
+        return vapid_keys();
     }
     nexus::telemetry::init(config.log_format == "json");
     let app = match Application::build(config).await {
@@ -43,6 +41,16 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `nexus vapid-keys`: a new key pair, as lines for a `.env` file.
+fn vapid_keys() -> ExitCode {
+    let (private, public) = nexus::push::vapid::generate();
+    println!("# A new Web Push (VAPID) key pair. Keep the private key secret; browsers");
+    println!("# get the public one from GET /users/webpush/vapid-public-key.");
+    println!("VAPID_PRIVATE_KEY={private}");
+    println!("# public key: {public}");
+    ExitCode::SUCCESS
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod concurrency;
 mod delivery;
+mod devices;
 mod durability;
 mod fakes;
 mod messages;

@@ -69,6 +69,20 @@ fn help_documents_every_variable() {
         "IDLE_TIMEOUT_SECONDS",
         "FRONTEND_URL",
         "LOG_FORMAT",
+        "FCM_SERVICE_ACCOUNT_JSON",
+        "FCM_PROJECT_ID",
+        "FCM_PRIVATE_KEY",
+        "FCM_CLIENT_EMAIL",
+        "FCM_API_BASE_URL",
+        "VAPID_PRIVATE_KEY",
+        "VAPID_SUBJECT",
+        "MAX_DEVICES_PER_USER",
+        "PUSH_WORKERS",
+        "PUSH_QUEUE_SIZE",
+        "PUSH_MAX_RETRIES",
+        "PUSH_TTL_SECONDS",
+        "PUSH_TIMEOUT_SECONDS",
+        "vapid-keys",
     ] {
         assert!(help.contains(var), "{var} missing from --help");
     }
@@ -91,13 +105,110 @@ fn log_format_json_writes_one_json_object_per_line() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // Every line up to "nexus listening" (push's start-up line comes first) is JSON.
+    let mut log = serde_json::Value::Null;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log = serde_json::from_str(&line).expect("a JSON log line");
+        if log["message"] == "nexus listening" {
+            break;
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-    assert_eq!(log["message"], "nexus listening", "{line}");
+    assert_eq!(log["message"], "nexus listening", "{log}");
     assert_eq!(log["backend"], "sqlite");
+}
+
+#[test]
+fn bad_push_credentials_are_one_line() {
+    let out = nexus(
+        &[
+            ("VAPID_PRIVATE_KEY", "not-a-key"),
+            ("VAPID_SUBJECT", "mailto:a@b.org"),
+        ],
+        &[],
+    );
+    assert_one_line_error(&out, "VAPID_PRIVATE_KEY");
+    let (private, _) = nexus::push::vapid::generate();
+    let out = nexus(&[("VAPID_PRIVATE_KEY", &private)], &[]);
+    assert_one_line_error(&out, "VAPID_SUBJECT");
+    let out = nexus(&[("FCM_SERVICE_ACCOUNT_JSON", "{not json")], &[]);
+    assert_one_line_error(&out, "FCM_SERVICE_ACCOUNT_JSON");
+    let out = nexus(&[("FCM_PROJECT_ID", "p")], &[]);
+    assert_one_line_error(&out, "FCM_PRIVATE_KEY");
+    let out = nexus(
+        &[
+            ("FCM_PROJECT_ID", "p"),
+            ("FCM_CLIENT_EMAIL", "a@p.iam.gserviceaccount.com"),
+            (
+                "FCM_PRIVATE_KEY",
+                "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n",
+            ),
+        ],
+        &[],
+    );
+    assert_one_line_error(&out, "FCM service account");
+}
+
+#[test]
+fn vapid_keys_prints_a_pair_the_server_accepts() {
+    let out = nexus(&[("PORT", "not-even-a-port")], &["vapid-keys"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let private = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VAPID_PRIVATE_KEY="))
+        .expect("a VAPID_PRIVATE_KEY= line");
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("the public key");
+    let key = nexus::push::vapid::VapidKey::parse(private, "mailto:ops@example.org").unwrap();
+    assert_eq!(key.public_key(), public);
+    let again = nexus(&[], &["vapid-keys"]);
+    assert_ne!(again.stdout, out.stdout, "a new pair each time");
+}
+
+/// The start-up log says once that push is off when nothing is configured.
+#[test]
+fn without_credentials_push_is_off_and_the_log_says_so_once() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("RUST_LOG", "info")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/n.db", dir.path().display()),
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("nexus listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let off: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("push notifications are off"))
+        .collect();
+    assert_eq!(off.len(), 1, "{lines:#?}");
+    assert!(off[0].contains("FCM_SERVICE_ACCOUNT_JSON") && off[0].contains("VAPID_PRIVATE_KEY"));
 }
