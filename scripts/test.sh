@@ -24,6 +24,10 @@ step "cargo test (unit + HTTP integration, SQLite and PostgreSQL)"
 cargo build --workspace --bins
 cargo test --workspace
 
+step "push: send latency with the push services answering vs hung (fake FCM + Web Push)"
+cargo test -q -p nexus --test api a_hung_push_service_does_not_slow_sends -- --nocapture 2>&1 \
+  | grep -E "send latency|test result"
+
 export NEXUS_BIN="$PWD/target/debug/nexus"
 
 step "socket.io-client 4.x suite (node --test)"
