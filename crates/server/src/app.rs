@@ -105,14 +105,15 @@ impl Application {
             .ping_interval(Duration::from_secs(25))
             .ping_timeout(Duration::from_secs(20))
             .build_layer();
-        let push = Push::start(store.clone(), push_settings).map_err(StartError::Push)?;
+        let mut registry = Registry::default();
+        crate::metrics::node().register(&mut registry);
+        let push =
+            Push::start(store.clone(), push_settings, &mut registry).map_err(StartError::Push)?;
         let queue: Arc<dyn PushQueue> = match overrides.push {
             Some(queue) => queue,
             None if push.is_on() => Arc::new(push.clone()),
             None => Arc::new(NoPush),
         };
-        let mut registry = Registry::default();
-        crate::metrics::node().register(&mut registry);
         let state = AppState::new(Services {
             health: Health::new(store.clone(), None),
             delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),

@@ -123,8 +123,13 @@ pub struct Push {
 impl Push {
     /// Starts the workers when any sender is configured, and says once in the log
     /// what is on.
-    pub fn start(store: Store, settings: PushSettings) -> Result<Push, String> {
+    pub fn start(
+        store: Store,
+        settings: PushSettings,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Push, String> {
         let metrics = Arc::new(PushMetrics::default());
+        metrics.register(registry);
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))

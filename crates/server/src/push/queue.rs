@@ -97,6 +97,7 @@ impl Queue {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     while let Ok(job) = rx.recv_async().await {
+                        shared.metrics.set_queued(rx.len());
                         shared.busy.fetch_add(1, Ordering::SeqCst);
                         shared.push(job).await;
                         shared.busy.fetch_sub(1, Ordering::SeqCst);
@@ -116,7 +117,10 @@ impl Queue {
     /// dropped (counted and logged).
     pub fn offer(&self, job: Job) -> bool {
         match self.tx.try_send(job) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.shared.metrics.set_queued(self.tx.len());
+                true
+            }
             Err(flume::TrySendError::Full(job)) | Err(flume::TrySendError::Disconnected(job)) => {
                 let dropped = self.shared.metrics.dropped();
                 tracing::warn!(
@@ -165,22 +169,25 @@ impl Shared {
             }
         };
         let pushes = devices.iter().filter_map(|device| {
-            let transport = device.kind().and_then(|k| self.transports.of(k))?;
-            Some(self.push_to(transport.as_ref(), device, &job.content))
+            let kind = device.kind()?;
+            let transport = self.transports.of(kind)?;
+            Some(self.push_to(kind, transport.as_ref(), device, &job.content))
         });
         futures::future::join_all(pushes).await;
     }
 
     async fn push_to(
         &self,
+        kind: DeviceKind,
         transport: &dyn Transport,
         device: &DeviceRecord,
         content: &PushContent,
     ) {
-        let outcome = deliver(transport, device, content, &self.policy, &self.metrics).await;
+        let (outcome, retries) = deliver(transport, device, content, &self.policy).await;
+        self.metrics.retried(kind, retries);
         match outcome {
             Finished::Sent => {
-                self.metrics.sent();
+                self.metrics.sent(kind);
                 if let Err(e) = self
                     .store
                     .touch_device(&device.id, now_ms(), TOUCH_EVERY_MS)
@@ -191,7 +198,7 @@ impl Shared {
             }
             Finished::Gone(reason) => match self.store.remove_device_token(&device.token).await {
                 Ok(_) => {
-                    self.metrics.removed();
+                    self.metrics.removed(kind);
                     tracing::info!(
                         user.id = %device.user_id,
                         device.id = %device.id,
@@ -201,12 +208,12 @@ impl Shared {
                     );
                 }
                 Err(e) => {
-                    self.metrics.failed();
+                    self.metrics.failed(kind);
                     tracing::warn!(error = %e, "push: cannot remove a dead device");
                 }
             },
             Finished::Failed(reason) => {
-                self.metrics.failed();
+                self.metrics.failed(kind);
                 tracing::warn!(
                     user.id = %device.user_id,
                     device.id = %device.id,
@@ -221,29 +228,29 @@ impl Shared {
 
 /// Pushes to one device: the first attempt, then retries while the push service answers
 /// with a temporary failure and the policy allows, and one retry with renewed credentials
-/// after the first 401.
+/// after the first 401. Returns how it ended and how many attempts were repeated.
 pub async fn deliver(
     transport: &dyn Transport,
     device: &DeviceRecord,
     content: &PushContent,
     policy: &RetryPolicy,
-    metrics: &PushMetrics,
-) -> Finished {
+) -> (Finished, u32) {
     let mut retries = 0;
     let mut renewed = false;
     loop {
+        let repeated = retries + u32::from(renewed);
+        let done = |f: Finished| (f, repeated);
         match transport.send(device, content).await {
-            Attempt::Delivered => return Finished::Sent,
-            Attempt::Gone(reason) => return Finished::Gone(reason),
-            Attempt::Failed(reason) => return Finished::Failed(reason),
+            Attempt::Delivered => return done(Finished::Sent),
+            Attempt::Gone(reason) => return done(Finished::Gone(reason)),
+            Attempt::Failed(reason) => return done(Finished::Failed(reason)),
             Attempt::Unauthorized(reason) => {
                 if renewed {
-                    return Finished::Failed(format!(
+                    return done(Finished::Failed(format!(
                         "{reason} (again after renewing credentials)"
-                    ));
+                    )));
                 }
                 renewed = true;
-                metrics.retried();
                 transport.renew_credentials().await;
             }
             Attempt::Retry { after, reason } => {
@@ -254,11 +261,10 @@ pub async fn deliver(
                     } else {
                         format!("{reason}; asked to wait {after:?}, longer than we wait")
                     };
-                    return Finished::Failed(why);
+                    return done(Finished::Failed(why));
                 };
                 tracing::debug!(device.id = %device.id, %reason, ?wait, "push: retrying");
                 retries += 1;
-                metrics.retried();
                 tokio::time::sleep(wait).await;
             }
         }
@@ -338,10 +344,8 @@ mod tests {
         }
     }
 
-    async fn run(t: &Scripted, policy: RetryPolicy) -> (Finished, u64) {
-        let metrics = PushMetrics::default();
-        let done = deliver(t, &device(), &content(), &policy, &metrics).await;
-        (done, metrics.snapshot().retried)
+    async fn run(t: &Scripted, policy: RetryPolicy) -> (Finished, u32) {
+        deliver(t, &device(), &content(), &policy).await
     }
 
     #[tokio::test(start_paused = true)]
