@@ -486,13 +486,8 @@ async fn an_access_token_is_renewed_shortly_before_it_expires() {
     );
 }
 
-/// Send latency over REST (p50, p99, max) of `n` messages from `from` to `to`.
-async fn send_latencies(
-    app: &TestApp,
-    from: &TestUser,
-    to: &TestUser,
-    n: usize,
-) -> (Duration, Duration, Duration) {
+/// Sends `n` messages over REST from `from` to `to`; returns each one's latency.
+async fn send_latencies(app: &TestApp, from: &TestUser, to: &TestUser, n: usize) -> Vec<Duration> {
     let mut took = Vec::with_capacity(n);
     for i in 0..n {
         let start = Instant::now();
@@ -500,10 +495,20 @@ async fn send_latencies(
         took.push(start.elapsed());
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
+    took
+}
+
+/// p50, p99 and max.
+fn summary(mut took: Vec<Duration>) -> (Duration, Duration, Duration) {
     took.sort();
+    let n = took.len();
     (took[n / 2], took[n * 99 / 100], took[n - 1])
 }
 
+/// Rounds of sends with both push services answering and with both hung, taken in turns so
+/// that the machine's load falls on both alike; the figures go to the test's output
+/// (`--nocapture`), never into an assertion. What is asserted: while the push services hang,
+/// every send is answered with pushes still held open and the queue dropping the surplus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_push_service_does_not_slow_sends() {
     let Some(p) = start(Backend::Sqlite, |c| {
@@ -517,49 +522,56 @@ async fn a_hung_push_service_does_not_slow_sends() {
     let (ada, bob) = (p.app.register("Ada").await, p.app.register("Bob").await);
     p.fcm_device(&bob, "bob-phone").await;
     let browser = p.web_device(&bob).await;
-    let n = 200;
-
-    // Warm-up, then the push services answering at once.
-    send_latencies(&p.app, &ada, &bob, 20).await;
+    let (rounds, per_phase) = (5, 40);
+    send_latencies(&p.app, &ada, &bob, 20).await; // warm-up
     p.settle(40).await;
-    let answering = send_latencies(&p.app, &ada, &bob, n).await;
-    p.settle(40 + 2 * n as u64).await;
 
-    // Both push services stop answering: every worker ends up stuck on a request.
-    p.fcm.script().hang_all(true);
-    p.web.script().hang_all(true);
-    let stuck = tokio::time::timeout(
-        Duration::from_secs(120),
-        send_latencies(&p.app, &ada, &bob, n),
-    )
-    .await
-    .expect("sends waited for a hung push service");
-    let held = p
-        .fcm
-        .script()
-        .held
-        .load(std::sync::atomic::Ordering::SeqCst)
-        + p.web
-            .script()
-            .held
-            .load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        held >= 1,
-        "the push services were never reached while stuck"
-    );
-    assert!(
-        !p.app.state.push.is_idle(),
-        "the pushes are still stuck, the sends are all done"
-    );
-    let counts = p.app.state.push.metrics();
-    assert!(
-        counts.dropped > 0,
-        "a stuck queue fills up and drops: {counts:?}"
-    );
+    let (mut answering, mut stuck) = (Vec::new(), Vec::new());
+    let mut dropped_while_stuck = 0;
+    for _ in 0..rounds {
+        answering.extend(send_latencies(&p.app, &ada, &bob, per_phase).await);
+        let done = p.app.state.push.metrics().finished();
+        p.settle(done).await;
+
+        // Both push services stop answering: every worker ends up stuck on a request.
+        let (held, before) = (
+            p.fcm.script().held() + p.web.script().held(),
+            p.app.state.push.metrics(),
+        );
+        p.fcm.script().hang_all(true);
+        p.web.script().hang_all(true);
+        let took = tokio::time::timeout(
+            Duration::from_secs(120),
+            send_latencies(&p.app, &ada, &bob, per_phase),
+        )
+        .await
+        .expect("sends waited for a hung push service");
+        stuck.extend(took);
+        assert!(
+            p.fcm.script().held() + p.web.script().held() > held,
+            "the push services were never reached while hung"
+        );
+        assert!(
+            !p.app.state.push.is_idle(),
+            "pushes still hang while every send has been answered"
+        );
+        let after = p.app.state.push.metrics();
+        assert!(
+            after.dropped > before.dropped,
+            "a stuck queue fills up and drops: {after:?}"
+        );
+        dropped_while_stuck += after.dropped - before.dropped;
+
+        p.fcm.script().hang_all(false);
+        p.web.script().hang_all(false);
+        let counts = p.app.state.push.metrics();
+        p.settle(counts.finished()).await;
+    }
+    let (a, s) = (summary(answering), summary(stuck));
     eprintln!(
-        "send latency over REST, {n} sends each (p50 / p99 / max): push answering {:?} / {:?} / {:?}; \
-         push hung {:?} / {:?} / {:?}; {held} push requests held open, {} pushes dropped",
-        answering.0, answering.1, answering.2, stuck.0, stuck.1, stuck.2, counts.dropped
+        "send latency over REST, {rounds} rounds of {per_phase} sends in each state (p50 / p99 / max): \
+         push answering {:?} / {:?} / {:?}; push hung {:?} / {:?} / {:?}; {dropped_while_stuck} pushes dropped while hung",
+        a.0, a.1, a.2, s.0, s.1, s.2
     );
     // Every message is stored and reaches bob by sync whatever happened to its push.
     let created = p
@@ -569,10 +581,9 @@ async fn a_hung_push_service_does_not_slow_sends() {
         .iter()
         .filter(|e| e["type"] == "message.created")
         .count();
-    assert_eq!(created, 20 + 2 * n);
-    assert_eq!(
-        p.web.received_by(&browser).len(),
-        20 + n,
+    assert_eq!(created, 20 + 2 * rounds * per_phase);
+    assert!(
+        p.web.received_by(&browser).len() >= 20 + rounds * per_phase,
         "the browser got every push while answering"
     );
 }

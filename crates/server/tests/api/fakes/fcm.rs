@@ -386,7 +386,7 @@ async fn send(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    match state.script.next(&token) {
+    match state.script.answer(&token).await {
         Answer::Ok => {
             state.accepted.lock().unwrap().push(body);
             Json(json!({"name": format!("projects/{project}/messages/{}", uuid::Uuid::new_v4())}))
@@ -448,9 +448,7 @@ async fn send(
             }
             r
         }
-        Answer::Hang => {
-            state.script.hang().await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
+        // `Script::answer` turns it into the answer after the hold.
+        Answer::Held => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -28,8 +28,8 @@ pub enum Answer {
     Unauthorized,
     /// Any status, with `Retry-After: secs` if given (429, 500, 503; Web Push 404, 410).
     Status(u16, Option<u64>),
-    /// Never answers (until the fake is dropped).
-    Hang,
+    /// Held while [`Script::hang_all`] is on, then answered `Ok` (internal to the fakes).
+    Held,
 }
 
 /// Scripted answers per device, and what arrived.
@@ -42,9 +42,10 @@ pub struct Script {
     attempts: Mutex<Vec<(String, Instant)>>,
     /// Requests the fake found malformed (a test expects none).
     pub rejected: Mutex<Vec<String>>,
-    /// Requests held open by [`Answer::Hang`] right now or ever.
+    /// Requests held open (while [`Script::hang_all`] was on) so far.
     pub held: AtomicUsize,
     hang_all: std::sync::atomic::AtomicBool,
+    release: tokio::sync::Notify,
 }
 
 impl Script {
@@ -57,9 +58,18 @@ impl Script {
         self.then.lock().unwrap().insert(device.to_string(), then);
     }
 
-    /// Every device's requests hang from now on (`false`: back to their scripts).
+    /// Every device's requests hang from now on; `false` answers the held ones (`Ok`) and
+    /// goes back to the scripts.
     pub fn hang_all(&self, on: bool) {
         self.hang_all.store(on, Ordering::SeqCst);
+        if !on {
+            self.release.notify_waiters();
+        }
+    }
+
+    /// How many requests were held open so far.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 
     pub(crate) fn next(&self, device: &str) -> Answer {
@@ -68,7 +78,7 @@ impl Script {
             .unwrap()
             .push((device.to_string(), Instant::now()));
         if self.hang_all.load(Ordering::SeqCst) {
-            return Answer::Hang;
+            return Answer::Held;
         }
         if let Some(a) = self
             .answers
@@ -106,10 +116,27 @@ impl Script {
         self.rejected.lock().unwrap().push(why);
     }
 
-    /// Holds the request open for good (the fake's runtime ends with the test).
-    pub(crate) async fn hang(&self) {
+    /// Holds the request open until [`Script::hang_all`] is turned off.
+    pub(crate) async fn hold(&self) {
         self.held.fetch_add(1, Ordering::SeqCst);
-        std::future::pending::<()>().await;
+        loop {
+            let released = self.release.notified();
+            if !self.hang_all.load(Ordering::SeqCst) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// The next answer for `device`, after holding it while everything hangs.
+    pub(crate) async fn answer(&self, device: &str) -> Answer {
+        match self.next(device) {
+            Answer::Held => {
+                self.hold().await;
+                Answer::Ok
+            }
+            other => other,
+        }
     }
 }
 

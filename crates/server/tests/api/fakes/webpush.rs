@@ -211,7 +211,7 @@ async fn push(
         Ok(v) => v,
         Err(e) => return reject(format!("the payload is not JSON: {e}")),
     };
-    match state.script.next(&id) {
+    match state.script.answer(&id).await {
         Answer::Ok => {
             state.received.lock().unwrap().push(Received {
                 subscription: id,
@@ -229,10 +229,6 @@ async fn push(
                     .insert("retry-after", secs.to_string().parse().unwrap());
             }
             r
-        }
-        Answer::Hang => {
-            state.script.hang().await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
         }
         other => reject(format!("{other:?} is an FCM answer")),
     }
