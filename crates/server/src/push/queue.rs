@@ -188,12 +188,18 @@ impl Shared {
         match outcome {
             Finished::Sent => {
                 self.metrics.sent(kind);
-                if let Err(e) = self
-                    .store
-                    .touch_device(&device.id, now_ms(), TOUCH_EVERY_MS)
-                    .await
-                {
-                    tracing::debug!(error = %e, "push: cannot record the device's use");
+                // Most pushes write nothing: only a device whose last use (as read with the
+                // devices) is over an hour old is updated, so pushes do not compete with the
+                // messaging writer for the database's write lock.
+                let now = now_ms();
+                if device.last_used_at < now - TOUCH_EVERY_MS {
+                    if let Err(e) = self
+                        .store
+                        .touch_device(&device.id, now, TOUCH_EVERY_MS)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "push: cannot record the device's use");
+                    }
                 }
             }
             Finished::Gone(reason) => match self.store.remove_device_token(&device.token).await {
