@@ -62,8 +62,10 @@ struct Shared {
     transports: Transports,
     policy: RetryPolicy,
     metrics: Arc<PushMetrics>,
-    /// Workers pushing right now.
-    busy: AtomicUsize,
+    /// Notifications queued or being pushed: counted up before a notification enters the
+    /// queue and down once its pushes are done, so it never reads 0 while one is on its way
+    /// from the queue to a worker.
+    pending: AtomicUsize,
 }
 
 pub struct Queue {
@@ -89,7 +91,7 @@ impl Queue {
             transports,
             policy,
             metrics,
-            busy: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
         });
         let handles = (0..workers)
             .map(|_| {
@@ -98,9 +100,8 @@ impl Queue {
                 tokio::spawn(async move {
                     while let Ok(job) = rx.recv_async().await {
                         shared.metrics.set_queued(rx.len());
-                        shared.busy.fetch_add(1, Ordering::SeqCst);
                         shared.push(job).await;
-                        shared.busy.fetch_sub(1, Ordering::SeqCst);
+                        shared.pending.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
             })
@@ -116,12 +117,14 @@ impl Queue {
     /// Queues a notification without waiting; `false` when the queue was full and it was
     /// dropped (counted and logged).
     pub fn offer(&self, job: Job) -> bool {
+        self.shared.pending.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(job) {
             Ok(()) => {
                 self.shared.metrics.set_queued(self.tx.len());
                 true
             }
             Err(flume::TrySendError::Full(job)) | Err(flume::TrySendError::Disconnected(job)) => {
+                self.shared.pending.fetch_sub(1, Ordering::SeqCst);
                 let dropped = self.shared.metrics.dropped();
                 tracing::warn!(
                     user.id = %job.user,
@@ -136,7 +139,7 @@ impl Queue {
 
     /// Nothing queued and no worker pushing.
     pub fn is_idle(&self) -> bool {
-        self.tx.is_empty() && self.shared.busy.load(Ordering::SeqCst) == 0
+        self.shared.pending.load(Ordering::SeqCst) == 0
     }
 
     /// Lets the workers finish what is queued for up to `grace`, then stops them.

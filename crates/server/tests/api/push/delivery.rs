@@ -182,3 +182,28 @@ async fn each_push_carries_only_its_own_conversation() {
         "two conversations, two notifications"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_changed_hands_pushes_only_to_its_new_owner() {
+    let Some(p) = start(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    let (ada, bob, cy) = (
+        p.app.register("Ada").await,
+        p.app.register("Bob").await,
+        p.app.register("Cy").await,
+    );
+    p.fcm_device(&bob, "shared-phone").await;
+    p.fcm_device(&cy, "shared-phone").await; // Cy logs in on Bob's old phone
+    p.app.send_ok(&ada, &bob, "for bob").await;
+    p.settle(0).await;
+    assert!(
+        p.fcm.accepted_for("shared-phone").is_empty(),
+        "bob's message reached cy's phone"
+    );
+    p.app.send_ok(&ada, &cy, "for cy").await;
+    p.settle(1).await;
+    let got = p.fcm.accepted_for("shared-phone");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["message"]["notification"]["body"], "for cy");
+}
