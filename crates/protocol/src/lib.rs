@@ -15,6 +15,7 @@ pub mod events;
 
 /// The public face of an account. Never carries the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: String,
@@ -24,6 +25,7 @@ pub struct User {
 
 /// `POST /auth/register` and `POST /auth/login` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthResponse {
     pub access_token: String,
@@ -34,6 +36,7 @@ pub struct AuthResponse {
 /// brief returns (`fcmDeviceToken`, the most recently used one) and every FCM token of the
 /// user, since Nexus keeps one per device (Web Push devices: `GET /users/devices`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithDevices {
     pub id: String,
@@ -119,6 +122,7 @@ pub struct VapidPublicKey {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceipt {
     pub user_id: String,
@@ -126,6 +130,7 @@ pub struct ReadReceipt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryReceipt {
     pub user_id: String,
@@ -135,6 +140,7 @@ pub struct DeliveryReceipt {
 /// A message as the brief shapes it, plus `seq` (the viewer's sequence number of its
 /// creation) and `clientMessageId` where the sender gave one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: String,
@@ -158,6 +164,7 @@ pub struct Message {
 
 /// `GET /messages/conversation/:otherUserId` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
     /// Oldest first.
@@ -168,6 +175,7 @@ pub struct MessagePage {
 
 /// One entry of `GET /messages/conversations/all`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub other_user: User,
@@ -177,6 +185,7 @@ pub struct Conversation {
 
 /// The kinds of change in a user's feed (`GET /sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ChangeType {
     #[serde(rename = "message.created")]
     MessageCreated,
@@ -218,6 +227,7 @@ impl ChangeType {
 /// deleted message shows its tombstone), so applying the events in `seq` order converges on
 /// the server's state. Receipt events also say who and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncEvent {
     pub seq: i64,
@@ -234,6 +244,7 @@ pub struct SyncEvent {
 
 /// `GET /sync` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPage {
     pub events: Vec<SyncEvent>,
@@ -244,9 +255,13 @@ pub struct SyncPage {
 
 /// The error body of every HTTP error: `{statusCode, message, error}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpError {
     pub status_code: u16,
     pub message: String,
     pub error: String,
 }
+
+#[cfg(test)]
+mod typescript;

@@ -13,6 +13,7 @@ pub mod extract;
 mod health;
 mod messages;
 mod users;
+pub mod web;
 
 /// Largest request body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -47,7 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(messages::router())
         .merge(health::router())
-        .fallback(error::not_found)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -1,0 +1,145 @@
+// The HTTP API, shaped around conversations. Today's server speaks 1:1 routes
+// (`/messages/conversations/all`, `/messages/conversation/:otherUserId`); this layer turns
+// them into conversations so that the rest of the client never deals in pairs.
+import type { AuthResponse, Conversation as WireConversation, HttpError, Message, SyncPage, User } from '../wire/protocol';
+import type { ChatConversation } from './model';
+import { fromWire } from './model';
+
+/** An HTTP failure with a message fit for a person. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+    public retryAfterSeconds: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+let token: string | null = null;
+let onUnauthorized: (() => void) | null = null;
+
+export function setToken(t: string | null): void {
+  token = t;
+}
+
+export function onSessionRejected(f: () => void): void {
+  onUnauthorized = f;
+}
+
+function friendly(status: number, server: string | undefined, path: string, retryAfter: number | null): string {
+  if (status === 429) {
+    const wait = retryAfter ? ` Try again in ${retryAfter} s.` : ' Try again in a moment.';
+    return (path.startsWith('/auth') ? 'Too many attempts.' : 'You are doing that too often.') + wait;
+  }
+  if (status === 401 && path === '/auth/login') return 'Wrong email or password.';
+  if (status === 401) return 'Your session has ended. Please log in again.';
+  if (status === 409 && path === '/auth/register') return 'An account with this email already exists. Log in instead?';
+  if (status >= 500) return 'The server had a problem. Please try again.';
+  return server ? server.charAt(0).toUpperCase() + server.slice(1) : `Request failed (${status}).`;
+}
+
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: {
+        ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw new ApiError(0, 'Cannot reach the server. Check your connection.');
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) {
+    const retryAfter = Number(res.headers.get('Retry-After')) || null;
+    const err = json as Partial<HttpError> | null;
+    if (res.status === 401 && token && !path.startsWith('/auth/')) onUnauthorized?.();
+    throw new ApiError(res.status, friendly(res.status, err?.message, path, retryAfter), retryAfter);
+  }
+  return json as T;
+}
+
+export const register = (name: string, email: string, password: string) =>
+  request<AuthResponse>('POST', '/auth/register', { name, email, password });
+export const login = (email: string, password: string) => request<AuthResponse>('POST', '/auth/login', { email, password });
+/** Revokes the token where the server supports it; an older server without the route is fine. */
+export async function logout(): Promise<void> {
+  try {
+    await request<void>('POST', '/auth/logout');
+  } catch {
+    /* the local session is cleared anyway */
+  }
+}
+export const me = () => request<User>('GET', '/users/me');
+export const searchPeople = (q: string) => request<User[]>('GET', `/users?search=${encodeURIComponent(q)}`);
+
+export interface ConversationListing {
+  conversation: ChatConversation;
+  people: User[];
+}
+
+/** Every conversation, most recent first, with the people in them. */
+export async function conversations(myId: string): Promise<ConversationListing[]> {
+  const rows = await request<WireConversation[]>('GET', '/messages/conversations/all');
+  return rows.map((row) => {
+    const last = fromWire(row.lastMessage, myId);
+    return {
+      conversation: {
+        id: row.otherUser.id,
+        type: 'direct',
+        title: null,
+        memberIds: [myId, row.otherUser.id],
+        peerId: row.otherUser.id,
+        last,
+        activity: last.timestamp,
+        unreadCount: row.unreadCount,
+      },
+      people: [row.otherUser, row.lastMessage.sender, row.lastMessage.receiver],
+    };
+  });
+}
+
+/** A conversation started from people search, before its first message. */
+export function directWith(myId: string, other: User): ChatConversation {
+  return {
+    id: other.id,
+    type: 'direct',
+    title: null,
+    memberIds: [myId, other.id],
+    peerId: other.id,
+    last: null,
+    activity: new Date().toISOString(),
+    unreadCount: 0,
+  };
+}
+
+export interface HistoryPage {
+  messages: Message[];
+  nextCursor: string | null;
+}
+
+/** One page of a conversation's history, oldest first; `before` is the previous cursor. */
+export function history(c: ChatConversation, before: string | null, limit: number): Promise<HistoryPage> {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (before) q.set('before', before);
+  return request<HistoryPage>('GET', `/messages/conversation/${encodeURIComponent(c.peerId ?? c.id)}?${q}`);
+}
+
+export const sync = (since: number, limit = 500) => request<SyncPage>('GET', `/sync?since=${since}&limit=${limit}`);
+
+export const vapidPublicKey = () => request<{ publicKey: string }>('GET', '/users/webpush/vapid-public-key');
+export const webpushSubscribe = (subscription: PushSubscriptionJSON) =>
+  request<unknown>('POST', '/users/webpush/subscribe', subscription);
+export const webpushUnsubscribe = (endpoint: string) => request<void>('POST', '/users/webpush/unsubscribe', { endpoint });
+export const fcmRegister = (deviceToken: string) => request<unknown>('POST', '/users/fcm/register', { deviceToken });

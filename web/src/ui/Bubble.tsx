@@ -1,0 +1,108 @@
+import { useState, type KeyboardEvent } from 'react';
+import { edit as editMessage, remove, retry, discard } from '../lib/engine';
+import { tickOf, type ChatMessage, type Tick } from '../lib/model';
+import { useStore } from '../lib/store';
+import { clock } from './format';
+
+const MAX_CHARS = 10_000;
+
+export function Ticks({ tick }: { tick: Tick }) {
+  const glyph = { Sending: '🕓', Sent: '✓', Delivered: '✓✓', Read: '✓✓', Failed: '!' }[tick];
+  return (
+    <span className={`tick tick-${tick.toLowerCase()}`} aria-label={tick} title={tick} role="img">
+      {glyph}
+    </span>
+  );
+}
+
+export function Bubble({ m, own, recipients, showSender }: { m: ChatMessage; own: boolean; recipients: string[]; showSender: boolean }) {
+  const sender = useStore((s) => s.people[m.senderId]?.name ?? 'Someone');
+  const network = useStore((s) => s.network);
+  const [editing, setEditing] = useState(false);
+  const [text, setText] = useState(m.content);
+  const deleted = !!m.deletedAt;
+
+  async function save() {
+    const ok = await editMessage(m.key, text);
+    if (ok) setEditing(false);
+  }
+
+  function onKey(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      void save();
+    } else if (e.key === 'Escape') {
+      e.preventDefault();
+      setEditing(false);
+      setText(m.content);
+    }
+  }
+
+  const tick = own ? tickOf(m, recipients) : null;
+  return (
+    <div className={`bubble ${own ? 'own' : 'theirs'} ${deleted ? 'deleted' : ''} ${m.local === 'failed' ? 'failed' : ''}`}>
+      {showSender && !own && <span className="sender">{sender}</span>}
+      {editing ? (
+        <div className="editing">
+          <textarea
+            aria-label="Edit text"
+            value={text}
+            autoFocus
+            maxLength={MAX_CHARS}
+            onChange={(e) => setText(e.target.value)}
+            onKeyDown={onKey}
+          />
+          <div className="edit-actions">
+            <button type="button" onClick={() => void save()} disabled={!text.trim()}>
+              Save
+            </button>
+            <button type="button" className="ghost" onClick={() => (setEditing(false), setText(m.content))}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      ) : (
+        <p className="content">{m.content}</p>
+      )}
+      <span className="stamp">
+        {m.isEdited && !deleted && <span className="edited">edited</span>}
+        <time dateTime={m.timestamp}>{clock(m.timestamp)}</time>
+        {tick && <Ticks tick={tick} />}
+      </span>
+      {m.local === 'failed' && (
+        <span className="failure">
+          {m.error ?? 'Not sent.'}{' '}
+          <button type="button" className="link" onClick={() => void retry(m.key)}>
+            Retry
+          </button>{' '}
+          <button type="button" className="link" onClick={() => void discard(m.key)}>
+            Discard
+          </button>
+        </span>
+      )}
+      {own && !deleted && !editing && m.id && m.local === null && (
+        <span className="actions" role="group" aria-label="Message actions">
+          <button
+            type="button"
+            className="icon"
+            disabled={!network}
+            title={network ? 'Edit' : 'Editing needs a connection'}
+            onClick={() => (setText(m.content), setEditing(true))}
+          >
+            Edit
+          </button>
+          <button
+            type="button"
+            className="icon"
+            disabled={!network}
+            title={network ? 'Delete' : 'Deleting needs a connection'}
+            onClick={() => void remove(m.key)}
+          >
+            Delete
+          </button>
+        </span>
+      )}
+    </div>
+  );
+}
+
