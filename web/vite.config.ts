@@ -31,7 +31,8 @@ function precacheManifest(): Plugin {
         .filter((f) => f !== 'sw.js' && !f.endsWith('.map'))
         .map((f) => '/' + f);
       const publicFiles = readdirSync('public').map((f) => '/' + f);
-      const shell = ['/', ...files.filter((f) => f !== '/index.html'), ...publicFiles];
+      // index.html by its own name: the server gives "/" as HTML only to a navigation.
+      const shell = [...new Set(['/index.html', ...files, ...publicFiles])];
       const version = shell.join(',').length.toString(36) + '-' + Date.now().toString(36);
       const list = JSON.stringify(shell).slice(1, -1);
       sw.code = sw.code.replace(/["'`]__NEXUS_PRECACHE__["'`]/g, list).replace(/__NEXUS_VERSION__/g, version);

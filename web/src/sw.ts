@@ -40,10 +40,10 @@ self.addEventListener('fetch', (event) => {
       (async () => {
         try {
           const fresh = await fetch(req);
-          if (fresh.ok) (await caches.open(CACHE)).put('/', fresh.clone());
+          if (fresh.ok) (await caches.open(CACHE)).put('/index.html', fresh.clone());
           return fresh;
         } catch {
-          return (await caches.match('/')) ?? Response.error();
+          return (await caches.match('/index.html', { ignoreVary: true })) ?? Response.error();
         }
       })(),
     );
@@ -53,7 +53,7 @@ self.addEventListener('fetch', (event) => {
     // Hashed files never change: cache first.
     event.respondWith(
       (async () => {
-        const hit = await caches.match(req);
+        const hit = await caches.match(req, { ignoreVary: true });
         if (hit) return hit;
         const res = await fetch(req);
         if (res.ok) (await caches.open(CACHE)).put(req, res.clone());

@@ -90,6 +90,9 @@ export async function signIn(session: Session): Promise<void> {
 
 export async function logOut(message?: string): Promise<void> {
   const current = db;
+  // While the token still works: the server forgets this browser's push subscription.
+  const push = import('./push').then((p) => p.unsubscribePush(true)).catch(() => undefined);
+  await Promise.race([push, new Promise((ok) => setTimeout(ok, 1500))]);
   stop();
   await api.logout();
   localStorage.removeItem(SESSION_KEY);
@@ -97,12 +100,6 @@ export async function logOut(message?: string): Promise<void> {
   if (current) {
     current.close();
     await current.delete().catch(() => undefined);
-  }
-  try {
-    const { unsubscribePush } = await import('./push');
-    await unsubscribePush(false);
-  } catch {
-    /* push is optional */
   }
   set({ ...initialState(), hydrated: true });
   if (message) notify(message, 'info');
@@ -404,6 +401,10 @@ async function ingest(incoming: ChatMessage[], source: Source, extraPeople: User
   }
 
   const rows = [...finals.values()];
+  const newConversations = rows.some((m) => {
+    const before = state.conversations[m.conversationId];
+    return m.id && (!before || !before.last?.id);
+  });
   await database.transaction('rw', database.messages, database.conversations, database.outbox, async () => {
     await database.messages.bulkPut(rows);
     await database.conversations.bulkPut([...changedConvs].map((id) => conversations[id]));
@@ -415,6 +416,8 @@ async function ingest(incoming: ChatMessage[], source: Source, extraPeople: User
   }));
   if (source === 'local') broadcast({ t: 'messages', keys: rows.map((m) => m.key), conversations: [...changedConvs] });
   for (const id of deliveries) acknowledge(id, 'delivered');
+  // Presence is shared between people who have a conversation: ask again for a new one.
+  if (newConversations && canEmit()) socket?.emit('GET_ONLINE_USERS', () => undefined);
   for (const c of changedConvs) if (viewing(c)) markSeen(c);
   return rows;
 }

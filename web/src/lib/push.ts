@@ -27,9 +27,11 @@ async function serverKey(): Promise<string | null> {
   }
 }
 
+/** The active service worker (registered at load by main.tsx), if one comes within 5 s. */
 async function registration(): Promise<ServiceWorkerRegistration | null> {
   if (!pushSupported()) return null;
-  return (await navigator.serviceWorker.getRegistration()) ?? null;
+  const timeout = new Promise<null>((ok) => setTimeout(() => ok(null), 5000));
+  return Promise.race([navigator.serviceWorker.ready, timeout]);
 }
 
 /** Asks for permission (a user gesture), subscribes and tells the server. */
