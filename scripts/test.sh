@@ -2,7 +2,8 @@
 # The whole test suite, as the README gives it and CI runs it:
 #   formatting and lints, Rust unit and integration tests (each integration test on SQLite
 #   and on PostgreSQL), the official socket.io-client suite (node --test) and the
-#   python-socketio suite (pytest), both against the real `nexus` binary.
+#   python-socketio suite (pytest), both against the real `nexus` binary; the web client's
+#   unit tests (Vitest) and browser tests (Playwright driving Debian's Chromium).
 # Installs what it needs (npm ci, a Python virtualenv) from the project's own lock files.
 # PostgreSQL: NEXUS_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
 # with CI=true an unreachable PostgreSQL fails the run instead of skipping those tests.
@@ -37,6 +38,11 @@ step "python-socketio 5.x suite (pytest)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q
+
+step "web client: typecheck, Vitest units, production build, Playwright in Chromium"
+# The wire types' freshness is checked by `cargo test` above (crates/protocol).
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm run test:unit \
+  && npm run build && npm run test:e2e)
 
 step "scripts/wal-frames.py still runs against the current migrations (tiny sizes)"
 python3 scripts/wal-frames.py --users 4 --batch 4 --warm 3 --batches 3

@@ -86,8 +86,9 @@ self.addEventListener('push', (event) => {
   event.waitUntil(
     (async () => {
       const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
-      // An open, focused app shows the message itself.
-      if (windows.some((w) => (w as WindowClient).focused)) return;
+      // Someone already looking at that very conversation needs no notification.
+      const looking = windows.some((w) => (w as WindowClient).focused && new URL(w.url).pathname === url);
+      if (looking) return;
       await self.registration.showNotification(data.title ?? 'New message', {
         body: data.body ?? '',
         icon: '/icon.svg',

@@ -23,6 +23,10 @@ export function setToken(t: string | null): void {
   token = t;
 }
 
+export function currentToken(): string | null {
+  return token;
+}
+
 export function onSessionRejected(f: () => void): void {
   onUnauthorized = f;
 }

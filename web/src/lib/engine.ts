@@ -2,7 +2,7 @@
 // pages, the user's actions, other tabs) into stored and shown state. Everything that
 // touches messages goes through `ingest`, serialised so that no two updates of the same
 // message race. See docs/web.md for the whole picture.
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import type {
   ClientToServerEvents,
   ErrorEvent,
@@ -174,7 +174,7 @@ export async function start(session: Session): Promise<void> {
   });
   watchTabs(session.user.id);
   watchNetwork();
-  connect(session.token);
+  void connect(session.token);
 }
 
 let serverSeq = 0;
@@ -231,7 +231,10 @@ function watchNetwork(): void {
   if (!navigator.onLine) set({ network: false, connection: 'offline' });
 }
 
-function connect(token: string): void {
+/** socket.io-client is its own chunk: the stored list shows while it loads. */
+async function connect(token: string): Promise<void> {
+  const { io } = await import('socket.io-client');
+  if (!db || api.currentToken() !== token) return; // logged out meanwhile
   const s: ChatSocket = io(NAMESPACE, {
     transports: ['websocket'],
     auth: { token },

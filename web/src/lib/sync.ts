@@ -22,7 +22,6 @@ const MAX_ROUNDS = 5;
 
 export class SyncEngine {
   private running: Promise<void> | null = null;
-  private again = false;
   /** The highest `seq` seen on the socket but not yet applied. */
   private seen = 0;
 
@@ -57,10 +56,7 @@ export class SyncEngine {
 
   /** Pages through `/sync` from `lastSeq` until nothing is left. Concurrent calls share one run. */
   catchUp(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
+    if (this.running) return this.running;
     this.running = this.loop().finally(() => {
       this.running = null;
     });
@@ -70,7 +66,6 @@ export class SyncEngine {
   private async loop(): Promise<void> {
     let rounds = 0;
     do {
-      this.again = false;
       for (;;) {
         let page: SyncPage;
         try {
@@ -92,6 +87,7 @@ export class SyncEngine {
         if (!page.hasMore || page.events.length === 0) break;
       }
       rounds += 1;
-    } while ((this.again || this.seen > this.lastSeq) && rounds < MAX_ROUNDS);
+      // Events seen on the socket meanwhile that the pages did not reach: another round.
+    } while (this.seen > this.lastSeq && rounds < MAX_ROUNDS);
   }
 }
