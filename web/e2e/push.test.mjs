@@ -1,17 +1,25 @@
-// Push, the client side. Headless Chromium refuses PushManager.subscribe ("permission
-// denied"), so the page gets a stubbed pushManager; the server's VAPID key and subscribe
-// routes are answered by the test when this server does not have them yet (Web Push lives
-// in the push work). Also: a push delivered to the service worker shows a notification
-// naming its conversation, and the app opens the conversation a notification click asks for.
+// Push, the client side, against the server's real Web Push routes. Headless Chromium
+// refuses PushManager.subscribe ("permission denied"), so the page gets a stubbed
+// pushManager that hands out a subscription with a real P-256 key; the server (with a VAPID
+// key from `nexus vapid-keys`) stores it as a device. Also: a push delivered to the service
+// worker shows a notification naming its conversation, and the app opens the conversation
+// a notification click asks for.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createECDH, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { launch, message, openChatUi, registerApi, api, startServer, logInUi } from './helpers.mjs';
+import { launch, message, openChatUi, registerApi, api, startServer, logInUi, repo } from './helpers.mjs';
 
 let server;
 let browser;
 
 before(async () => {
-  server = await startServer();
+  const bin = process.env.NEXUS_BIN ?? join(repo, 'target/debug/nexus');
+  const keys = execFileSync(bin, ['vapid-keys'], { encoding: 'utf8' });
+  const privateKey = /VAPID_PRIVATE_KEY=(\S+)/.exec(keys)?.[1];
+  assert.ok(privateKey, 'nexus vapid-keys printed a key');
+  server = await startServer({ VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: 'mailto:tests@example.org' });
   browser = await launch();
 });
 
@@ -20,16 +28,16 @@ after(async () => {
   await server?.stop();
 });
 
-// A P-256 public key is 65 bytes; any bytes do for the client.
-const KEY_BYTES = Array.from({ length: 65 }, (_, i) => (i * 7 + 4) % 256);
-const KEY = Buffer.from(KEY_BYTES).toString('base64url');
+// The browser's side of a subscription: a P-256 key pair and an auth secret.
+const ecdh = createECDH('prime256v1');
+const SUB_KEYS = { p256dh: ecdh.generateKeys().toString('base64url'), auth: randomBytes(16).toString('base64url') };
 
-function stubPush() {
+function stubPush(keys) {
   const sub = {
     endpoint: 'https://push.invalid/send/abc123',
     expirationTime: null,
     toJSON() {
-      return { endpoint: this.endpoint, expirationTime: null, keys: { p256dh: 'BNcR-test-key', auth: 'tBHI-auth' } };
+      return { endpoint: this.endpoint, expirationTime: null, keys };
     },
     async unsubscribe() {
       window.__pushSub = null;
@@ -54,16 +62,12 @@ test('notifications: subscribe with the server VAPID key, send the subscription,
   await api(server.base, 'POST', '/messages', { token: friend.accessToken, body: { receiverId: me.user.id, content: 'Ping for push' } });
 
   const context = await browser.newContext({ baseURL: server.base });
-  await context.addInitScript(stubPush);
+  await context.addInitScript(stubPush, SUB_KEYS);
+  const { publicKey } = await api(server.base, 'GET', '/users/webpush/vapid-public-key');
   const subscribed = [];
-  const hasRoute = (await fetch(`${server.base}/users/webpush/vapid-public-key`)).ok;
-  if (!hasRoute) {
-    await context.route('**/users/webpush/vapid-public-key', (r) => r.fulfill({ json: { publicKey: KEY } }));
-  }
   await context.route('**/users/webpush/subscribe', async (r) => {
     subscribed.push({ body: r.request().postDataJSON(), auth: r.request().headers().authorization });
-    if (hasRoute) await r.continue();
-    else await r.fulfill({ status: 201, json: { id: 'device-1' } });
+    await r.continue();
   });
   const page = await context.newPage();
   await page.goto('/');
@@ -74,12 +78,14 @@ test('notifications: subscribe with the server VAPID key, send the subscription,
   await page.getByRole('button', { name: 'Turn notifications off' }).waitFor();
   assert.equal(subscribed.length, 1);
   assert.equal(subscribed[0].body.endpoint, 'https://push.invalid/send/abc123');
-  assert.deepEqual(subscribed[0].body.keys, { p256dh: 'BNcR-test-key', auth: 'tBHI-auth' });
+  assert.deepEqual(subscribed[0].body.keys, SUB_KEYS);
   const token = await page.evaluate(() => JSON.parse(localStorage.getItem('nexus.session')).token);
   assert.equal(subscribed[0].auth, `Bearer ${token}`);
   const used = await page.evaluate(() => window.__subscribed);
   assert.equal(used.userVisibleOnly, true);
-  if (!hasRoute) assert.deepEqual(used.key, KEY_BYTES, 'subscribed with the server key, decoded from base64url');
+  assert.deepEqual(used.key, [...Buffer.from(publicKey, 'base64url')], 'subscribed with the server key, decoded from base64url');
+  const devices = await api(server.base, 'GET', '/users/devices', { token });
+  assert.ok(JSON.stringify(devices).includes('https://push.invalid/send/abc123'), `the server keeps the device: ${JSON.stringify(devices)}`);
 
   // A push to the service worker shows a notification that leads to its conversation.
   await context.grantPermissions(['notifications']);
@@ -94,7 +100,13 @@ test('notifications: subscribe with the server VAPID key, send the subscription,
   await cdp.send('ServiceWorker.deliverPushMessage', {
     origin: server.base,
     registrationId,
-    data: JSON.stringify({ title: 'New message from Fred Friend', body: 'Ping for push', conversationId: friend.user.id }),
+    // The server's Web Push payload (docs/push.md).
+    data: JSON.stringify({
+      title: 'New message from Fred Friend',
+      body: 'Ping for push',
+      tag: friend.user.id,
+      data: { type: 'new_message', messageId: 'm1', senderId: friend.user.id, senderName: 'Fred Friend', clickAction: '/messages' },
+    }),
   });
   let notification = null;
   for (let i = 0; i < 100 && !notification; i++) {
@@ -119,11 +131,12 @@ test('notifications: subscribe with the server VAPID key, send the subscription,
   const unsubscribed = [];
   await context.route('**/users/webpush/unsubscribe', async (r) => {
     unsubscribed.push(r.request().postDataJSON());
-    if (hasRoute) await r.continue();
-    else await r.fulfill({ status: 204 });
+    await r.continue();
   });
   await page.getByRole('button', { name: 'Turn notifications off' }).click();
   await page.getByRole('button', { name: 'Turn notifications on' }).waitFor();
   assert.deepEqual(unsubscribed, [{ endpoint: 'https://push.invalid/send/abc123' }]);
+  const after = await api(server.base, 'GET', '/users/devices', { token });
+  assert.ok(!JSON.stringify(after).includes('push.invalid'), 'the device is gone');
   await context.close();
 });

@@ -63,8 +63,10 @@ self.addEventListener('fetch', (event) => {
   }
 });
 
+/** What the server's Web Push sends (docs/push.md): title, body, tag, and string data. */
 interface PushPayload {
   title?: string;
+  tag?: string;
   body?: string;
   conversationId?: string;
   senderId?: string;
@@ -92,7 +94,7 @@ self.addEventListener('push', (event) => {
       await self.registration.showNotification(data.title ?? 'New message', {
         body: data.body ?? '',
         icon: '/icon.svg',
-        tag: conversation ?? 'nexus',
+        tag: payload.tag ?? conversation ?? 'nexus',
         data: { url },
       });
     })(),
