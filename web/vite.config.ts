@@ -61,8 +61,14 @@ function gzipTwins(): Plugin {
   };
 }
 
+// The brief's Firebase web SDK only when its variables are set (then `npm install firebase`).
+const firebase = !!process.env.VITE_FIREBASE_API_KEY;
+
 export default defineConfig({
   plugins: [react(), precacheManifest(), gzipTwins()],
+  resolve: {
+    alias: { 'nexus:fcm': new URL(`./src/lib/fcm/${firebase ? 'firebase' : 'off'}.ts`, import.meta.url).pathname },
+  },
   build: {
     target: 'es2022',
     sourcemap: false,

@@ -141,7 +141,7 @@ describe('two people chatting', () => {
   });
 
   test('desktop screenshot', async () => {
-    await sendUi(bob.page, 'Sure, see you at 6 at the usual place 👋');
+    await sendUi(bob.page, 'Sure, see you at 6 at the usual place');
     await message(alice.page, 'see you at 6').waitFor();
     await tick(bob.page, 'see you at 6').and(bob.page.locator('[aria-label=Read]')).waitFor();
     await alice.page.mouse.move(0, 0);

@@ -67,6 +67,8 @@ self.addEventListener('fetch', (event) => {
 interface PushPayload {
   title?: string;
   tag?: string;
+  /** FCM's shape (the brief's Firebase option). */
+  notification?: { title?: string; body?: string; tag?: string };
   body?: string;
   conversationId?: string;
   senderId?: string;
@@ -82,7 +84,7 @@ self.addEventListener('push', (event) => {
   } catch {
     payload = { body: event.data?.text() };
   }
-  const data = { ...(payload.data ?? {}), ...payload };
+  const data = { ...(payload.data ?? {}), ...(payload.notification ?? {}), ...payload, ...(payload.notification?.title ? { title: payload.notification.title, body: payload.notification.body } : {}) };
   const conversation = data.conversationId ?? data.senderId;
   const url = data.url ?? (conversation ? `/c/${conversation}` : '/');
   event.waitUntil(

@@ -147,3 +147,4 @@ export const webpushSubscribe = (subscription: PushSubscriptionJSON) =>
   request<unknown>('POST', '/users/webpush/subscribe', subscription);
 export const webpushUnsubscribe = (endpoint: string) => request<void>('POST', '/users/webpush/unsubscribe', { endpoint });
 export const fcmRegister = (deviceToken: string) => request<unknown>('POST', '/users/fcm/register', { deviceToken });
+export const fcmUnregister = (deviceToken: string) => request<unknown>('POST', '/users/fcm/unregister', { deviceToken });

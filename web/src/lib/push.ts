@@ -6,6 +6,7 @@ import * as api from './api';
 import { useStore } from './store';
 
 const KEY = 'nexus.push.endpoint';
+const FCM_KEY = 'nexus.push.fcm';
 
 export function pushSupported(): boolean {
   return typeof window !== 'undefined' && 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
@@ -34,11 +35,25 @@ async function registration(): Promise<ServiceWorkerRegistration | null> {
   return Promise.race([navigator.serviceWorker.ready, timeout]);
 }
 
+/** With the brief's VITE_FIREBASE_* settings: an FCM token instead of a Web Push subscription. */
+async function enableFcm(reg: ServiceWorkerRegistration): Promise<void> {
+  const set = useStore.setState;
+  const permission = await Notification.requestPermission();
+  if (permission !== 'granted') return set({ pushState: 'denied' });
+  const fcm = await import('nexus:fcm');
+  const token = await fcm.fcmToken(reg).catch(() => null);
+  if (!token) return set({ pushState: 'unavailable' });
+  await api.fcmRegister(token);
+  localStorage.setItem(FCM_KEY, token);
+  set({ pushState: 'on' });
+}
+
 /** Asks for permission (a user gesture), subscribes and tells the server. */
 export async function enablePush(): Promise<void> {
   const set = useStore.setState;
   const reg = await registration();
   if (!reg) return set({ pushState: 'unsupported' });
+  if (import.meta.env.VITE_FIREBASE_API_KEY) return enableFcm(reg);
   const key = await serverKey();
   if (!key) return set({ pushState: 'unavailable' });
   const permission = await Notification.requestPermission();
@@ -62,6 +77,7 @@ export async function resumePush(): Promise<void> {
   const reg = await registration();
   if (!reg) return set({ pushState: 'unsupported' });
   if (Notification.permission === 'denied') return set({ pushState: 'denied' });
+  if (localStorage.getItem(FCM_KEY)) return set({ pushState: Notification.permission === 'granted' ? 'on' : 'off' });
   const sub = await reg.pushManager.getSubscription();
   if (!sub || Notification.permission !== 'granted') return set({ pushState: 'off' });
   try {
@@ -74,6 +90,11 @@ export async function resumePush(): Promise<void> {
 }
 
 export async function unsubscribePush(tellServer = true): Promise<void> {
+  const fcm = localStorage.getItem(FCM_KEY);
+  if (fcm) {
+    if (tellServer) await api.fcmUnregister(fcm).catch(() => undefined);
+    localStorage.removeItem(FCM_KEY);
+  }
   const reg = await registration();
   const sub = await reg?.pushManager.getSubscription();
   const endpoint = sub?.endpoint ?? localStorage.getItem(KEY);

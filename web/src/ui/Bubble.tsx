@@ -6,11 +6,22 @@ import { clock } from './format';
 
 const MAX_CHARS = 10_000;
 
+const TICK_PATHS: Record<Tick, string> = {
+  // A clock, one check, two checks (grey / blue), an exclamation mark.
+  Sending: 'M8 2.5a5.5 5.5 0 1 0 0 11 5.5 5.5 0 0 0 0-11zM8 5v3.2l2.2 1.3',
+  Sent: 'M3.5 8.5l3 3 6-7',
+  Delivered: 'M1.5 8.5l3 3 6-7M7.5 11.5l6-7',
+  Read: 'M1.5 8.5l3 3 6-7M7.5 11.5l6-7',
+  Failed: 'M8 3v6.5M8 12.2v.3',
+};
+
+/** The state of an own message: an icon with its name as the accessible label. */
 export function Ticks({ tick }: { tick: Tick }) {
-  const glyph = { Sending: '🕓', Sent: '✓', Delivered: '✓✓', Read: '✓✓', Failed: '!' }[tick];
   return (
     <span className={`tick tick-${tick.toLowerCase()}`} aria-label={tick} title={tick} role="img">
-      {glyph}
+      <svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true">
+        <path d={TICK_PATHS[tick]} fill="none" stroke="currentColor" strokeWidth="1.6" strokeLinecap="round" strokeLinejoin="round" />
+      </svg>
     </span>
   );
 }
@@ -40,7 +51,11 @@ export function Bubble({ m, own, recipients, showSender }: { m: ChatMessage; own
 
   const tick = own ? tickOf(m, recipients) : null;
   return (
-    <div className={`bubble ${own ? 'own' : 'theirs'} ${deleted ? 'deleted' : ''} ${m.local === 'failed' ? 'failed' : ''}`}>
+    // Focusable by a tap (not by Tab): on touch screens a tap shows the message's actions.
+    <div
+      className={`bubble ${own ? 'own' : 'theirs'} ${deleted ? 'deleted' : ''} ${m.local === 'failed' ? 'failed' : ''}`}
+      tabIndex={own && !deleted ? -1 : undefined}
+    >
       {showSender && !own && <span className="sender">{sender}</span>}
       {editing ? (
         <div className="editing">

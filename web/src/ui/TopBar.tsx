@@ -45,12 +45,24 @@ export function TopBar() {
       {pushState !== 'unsupported' && (
         <button
           type="button"
-          className="ghost"
+          className="ghost bell"
           onClick={() => void togglePush()}
           disabled={pushState === 'denied' || pushState === 'unavailable'}
           aria-pressed={pushState === 'on'}
+          aria-label={pushLabel}
+          title={pushLabel}
         >
-          {pushLabel}
+          <svg viewBox="0 0 16 16" width="18" height="18" aria-hidden="true">
+            <path
+              d="M4 11V7.5a4 4 0 0 1 8 0V11l1.2 1.5H2.8zM6.5 14a1.5 1.5 0 0 0 3 0"
+              fill={pushState === 'on' ? 'currentColor' : 'none'}
+              stroke="currentColor"
+              strokeWidth="1.4"
+              strokeLinejoin="round"
+            />
+            {pushState !== 'on' && <path d="M2.5 2.5l11 11" stroke="currentColor" strokeWidth="1.4" strokeLinecap="round" />}
+          </svg>
+          <span className="bell-text">{pushState === 'on' ? 'Notifications on' : 'Notifications'}</span>
         </button>
       )}
       <button type="button" className="ghost" onClick={() => void logOut()}>
