@@ -46,6 +46,12 @@ test('10,000 messages: bounded DOM rows, older pages on the way up, no jumps', a
 
   const { page } = await openApp(browser, server.base, { viewport: { width: 1280, height: 800 } });
   await logInUi(page, reader.email, reader.password);
+  // The first history page comes after the stored last message is shown: the view must
+  // still end at the newest message.
+  await page.route('**/messages/conversation/**', async (route) => {
+    await new Promise((r) => setTimeout(r, 400));
+    await route.continue();
+  });
   await openChatUi(page, 'Walt Writer');
   await message(page, `History message #${TOTAL}`).waitFor();
   const scroller = page.locator('.scroller');

@@ -84,6 +84,11 @@ export function MessageList({
     }
     const prepended = prev.first !== undefined && first !== prev.first;
     const appended = last !== prev.last;
+    if (prepended && atBottom.current) {
+      // Still at the bottom (e.g. the first history page arrived under the last message).
+      virtualizer.scrollToIndex(keys.length - 1, { align: 'end' });
+      return;
+    }
     if (prepended && anchor.current && !atBottom.current) {
       const index = keys.indexOf(anchor.current.key);
       if (index >= 0) {
