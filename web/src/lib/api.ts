@@ -1,9 +1,43 @@
 // The HTTP API, shaped around conversations. Today's server speaks 1:1 routes
 // (`/messages/conversations/all`, `/messages/conversation/:otherUserId`); this layer turns
 // them into conversations so that the rest of the client never deals in pairs.
-import type { AuthResponse, Conversation as WireConversation, HttpError, Message, SyncPage, User } from '../wire/protocol';
-import type { ChatConversation } from './model';
+import type { AuthResponse, HttpError, SyncPage, User } from '../wire/protocol';
+import type { ChatConversation, WireMessage } from './model';
 import { fromWire } from './model';
+
+/** A conversation as the conversation API describes it (`{id, type, title, members}`). */
+export interface ServerConversation {
+  id: string;
+  type: 'direct' | 'group';
+  title: string | null;
+  members: Array<{ user: User; role: 'admin' | 'member'; joinedAt: string }>;
+  createdAt: string;
+}
+
+/** One entry of `GET /messages/conversations/all`, before and after the conversation API. */
+interface ListEntry {
+  otherUser: User | null;
+  lastMessage: WireMessage | null;
+  unreadCount: number;
+  conversation?: ServerConversation;
+}
+
+/** The client's conversation for a server one (direct ones keyed by the other person). */
+export function fromServerConversation(c: ServerConversation, myId: string): ChatConversation {
+  const memberIds = c.members.map((m) => m.user.id);
+  const peer = c.type === 'direct' ? (memberIds.find((id) => id !== myId) ?? null) : null;
+  return {
+    id: peer ?? c.id,
+    type: c.type,
+    title: c.title,
+    memberIds,
+    peerId: peer,
+    last: null,
+    activity: c.createdAt,
+    unreadCount: 0,
+    serverId: c.id,
+  };
+}
 
 /** An HTTP failure with a message fit for a person. */
 export class ApiError extends Error {
@@ -95,24 +129,37 @@ export interface ConversationListing {
 
 /** Every conversation, most recent first, with the people in them. */
 export async function conversations(myId: string): Promise<ConversationListing[]> {
-  const rows = await request<WireConversation[]>('GET', '/messages/conversations/all');
-  return rows.map((row) => {
-    const last = fromWire(row.lastMessage, myId);
-    return {
-      conversation: {
+  const rows = await request<ListEntry[]>('GET', '/messages/conversations/all');
+  return rows.flatMap((row) => {
+    const last = row.lastMessage ? fromWire(row.lastMessage, myId) : null;
+    const people = [row.otherUser, row.lastMessage?.sender, row.lastMessage?.receiver].filter((u): u is User => !!u);
+    let conversation: ChatConversation;
+    if (row.conversation) {
+      conversation = fromServerConversation(row.conversation, myId);
+      people.push(...row.conversation.members.map((m) => m.user));
+    } else if (row.otherUser) {
+      conversation = {
         id: row.otherUser.id,
         type: 'direct',
         title: null,
         memberIds: [myId, row.otherUser.id],
         peerId: row.otherUser.id,
-        last,
-        activity: last.timestamp,
-        unreadCount: row.unreadCount,
-      },
-      people: [row.otherUser, row.lastMessage.sender, row.lastMessage.receiver],
-    };
+        last: null,
+        activity: '',
+        unreadCount: 0,
+      };
+    } else {
+      return [];
+    }
+    conversation.last = last;
+    conversation.activity = last?.timestamp ?? conversation.activity;
+    conversation.unreadCount = row.unreadCount;
+    return [{ conversation, people }];
   });
 }
+
+/** `GET /conversations/:id`, where the server has the conversation API. */
+export const conversation = (serverId: string) => request<ServerConversation>('GET', `/conversations/${encodeURIComponent(serverId)}`);
 
 /** A conversation started from people search, before its first message. */
 export function directWith(myId: string, other: User): ChatConversation {
@@ -129,7 +176,7 @@ export function directWith(myId: string, other: User): ChatConversation {
 }
 
 export interface HistoryPage {
-  messages: Message[];
+  messages: WireMessage[];
   nextCursor: string | null;
 }
 
@@ -137,7 +184,10 @@ export interface HistoryPage {
 export function history(c: ChatConversation, before: string | null, limit: number): Promise<HistoryPage> {
   const q = new URLSearchParams({ limit: String(limit) });
   if (before) q.set('before', before);
-  return request<HistoryPage>('GET', `/messages/conversation/${encodeURIComponent(c.peerId ?? c.id)}?${q}`);
+  // A direct conversation through the brief's 1:1 route (every server has it); a group
+  // through the conversation API.
+  const path = c.peerId ? `/messages/conversation/${encodeURIComponent(c.peerId)}` : `/conversations/${encodeURIComponent(c.serverId ?? c.id)}/messages`;
+  return request<HistoryPage>('GET', `${path}?${q}`);
 }
 
 export const sync = (since: number, limit = 500) => request<SyncPage>('GET', `/sync?since=${since}&limit=${limit}`);

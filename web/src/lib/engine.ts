@@ -27,6 +27,7 @@ import {
   type ChatConversation,
   type ChatMessage,
   type Person,
+  type WireMessage,
 } from './model';
 import { Outbox, type SendResult } from './outbox';
 import { emptyThread, initialState, mergeMessages, notify, useStore, type State } from './store';
@@ -265,6 +266,9 @@ async function connect(token: string): Promise<void> {
   );
   s.on('MESSAGE_EDITED', (p) => void onSeq(p.seq, () => patchById(p.id, (m) => withEdit(m, p.content, p.editedAt))));
   s.on('MESSAGE_DELETED', (p) => void onSeq(p.seq, () => patchById(p.id, (m) => withDelete(m, p.deletedAt))));
+  // The conversation API's events (servers without it never send them).
+  const extra = s as unknown as { on: (event: string, f: (p: { conversation: api.ServerConversation; seq: number }) => void) => void };
+  extra.on('CONVERSATION_UPDATED', (p) => void onSeq(p.seq, () => applyServerConversations([p.conversation])));
   s.on('USER_TYPING', (p) => onTyping(p.userId, p.isTyping, (p as { conversationId?: string }).conversationId));
   s.on('ONLINE_USERS', (p) => set({ online: Object.fromEntries(p.userIds.map((id) => [id, true as const])) }));
   s.on('USER_PRESENCE_UPDATE', (p) => void onPresence(p.userId, p.status === 'online', p.lastSeen));
@@ -346,7 +350,7 @@ function viewing(conversationId: string): boolean {
  * Merges messages with what is stored, writes them, updates conversations (last message,
  * activity, unread count), settles the outbox and the store. Must run inside `serial`.
  */
-async function ingest(incoming: ChatMessage[], source: Source, extraPeople: User[] = []): Promise<ChatMessage[]> {
+async function ingest(incoming: ChatMessage[], source: Source, extraPeople: Array<User | null | undefined> = []): Promise<ChatMessage[]> {
   const database = db;
   if (!database || incoming.length === 0) return [];
   people(extraPeople);
@@ -376,17 +380,22 @@ async function ingest(incoming: ChatMessage[], source: Source, extraPeople: User
     }
     let c = conversations[m.conversationId];
     if (!c) {
-      const peer = m.senderId === myId ? m.receiverId : m.senderId;
+      const direct = !!m.receiverId;
+      const peer = direct ? (m.senderId === myId ? m.receiverId : m.senderId) : null;
       c = {
         id: m.conversationId,
-        type: 'direct',
+        type: direct ? 'direct' : 'group',
         title: null,
-        memberIds: [myId, peer ?? ''].filter(Boolean),
+        memberIds: direct ? [myId, peer ?? ''].filter(Boolean) : [...new Set([myId, m.senderId])],
         peerId: peer,
         last: null,
         activity: m.timestamp,
         unreadCount: 0,
+        serverId: m.serverConversationId ?? null,
       };
+      if (!direct && m.serverConversationId) unknownGroups.add(m.serverConversationId);
+    } else if (!c.serverId && m.serverConversationId) {
+      c = { ...c, serverId: m.serverConversationId };
     }
     const next = { ...c };
     if (!next.last || next.last.key === m.key || next.last.order < m.order) next.last = m;
@@ -419,14 +428,63 @@ async function ingest(incoming: ChatMessage[], source: Source, extraPeople: User
   }));
   if (source === 'local') broadcast({ t: 'messages', keys: rows.map((m) => m.key), conversations: [...changedConvs] });
   for (const id of deliveries) acknowledge(id, 'delivered');
+  for (const id of unknownGroups) void loadGroup(id);
+  unknownGroups.clear();
   // Presence is shared between people who have a conversation: ask again for a new one.
   if (newConversations && canEmit()) socket?.emit('GET_ONLINE_USERS', () => undefined);
   for (const c of changedConvs) if (viewing(c)) markSeen(c);
   return rows;
 }
 
+/** Group conversations seen in a message before their details: fetched once. */
+const unknownGroups = new Set<string>();
+
+async function loadGroup(serverId: string): Promise<void> {
+  try {
+    const c = await api.conversation(serverId);
+    await upsertServerConversations([c]);
+  } catch {
+    /* the next list refresh brings it */
+  }
+}
+
+/** Conversations as the conversation API describes them (list, events, sync). */
+function upsertServerConversations(list: api.ServerConversation[]): Promise<void> {
+  return serial(() => applyServerConversations(list));
+}
+
+/** The same, from inside `serial` (a socket event, a sync page). */
+async function applyServerConversations(list: api.ServerConversation[]): Promise<void> {
+  const myId = me();
+  people(list.flatMap((c) => c.members.map((m) => m.user)));
+  {
+    const database = db;
+    if (!database) return;
+    const current = get().conversations;
+    const next: ChatConversation[] = [];
+    const gone: string[] = [];
+    for (const sc of list) {
+      const c = api.fromServerConversation(sc, myId);
+      if (!c.memberIds.includes(myId)) {
+        gone.push(c.id);
+        continue;
+      }
+      const known = current[c.id];
+      next.push({ ...c, ...(known ? { last: known.last, activity: known.activity, unreadCount: known.unreadCount, historyCursor: known.historyCursor } : {}) });
+    }
+    await database.conversations.bulkPut(next);
+    if (gone.length) await database.conversations.bulkDelete(gone);
+    set((s) => {
+      const conversations = { ...s.conversations, ...Object.fromEntries(next.map((c) => [c.id, c])) };
+      for (const id of gone) delete conversations[id];
+      return { conversations, activeId: s.activeId && gone.includes(s.activeId) ? null : s.activeId };
+    });
+  }
+}
+
 async function onIncoming(m: IncomingMessage): Promise<void> {
-  await ingest([fromWire(m, me())], 'event', [m.sender, m.receiver]);
+  const wire = m as unknown as WireMessage;
+  await ingest([fromWire(wire, me())], 'event', [wire.sender, wire.receiver]);
 }
 
 async function onSent(ack: MessageSent, item?: OutboxItem): Promise<void> {
@@ -450,14 +508,20 @@ async function patchById(id: string, patch: (m: ChatMessage) => ChatMessage): Pr
   await ingest([patch(current)], 'event');
 }
 
+/** A `/sync` event as servers send it (the conversation API adds conversation changes). */
+type AnySyncEvent = Omit<SyncEvent, 'message'> & { message?: WireMessage | null; conversation?: api.ServerConversation | null };
+
 async function applySyncEvents(events: SyncEvent[]): Promise<void> {
   const myId = me();
-  const messages = events.map((e) => fromWire(e.message, myId));
+  const all = events as unknown as AnySyncEvent[];
+  const withMessage = all.filter((e): e is AnySyncEvent & { message: WireMessage } => !!e.message);
   await ingest(
-    messages,
+    withMessage.map((e) => fromWire(e.message, myId)),
     'sync',
-    events.flatMap((e) => [e.message.sender, e.message.receiver]),
+    withMessage.flatMap((e) => [e.message.sender, e.message.receiver]),
   );
+  const changed = all.filter((e) => e.conversation && e.type.startsWith('conversation.') && e.type !== ('conversation.read' as string));
+  if (changed.length) await applyServerConversations(changed.map((e) => e.conversation!));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -623,7 +687,7 @@ function sendNow(item: OutboxItem): Promise<SendResult> {
     if (!s) return resolve({ timeout: true });
     const payload = item.receiverId
       ? { receiverId: item.receiverId, content: item.content, tempId: item.tempId }
-      : ({ conversationId: item.conversationId, content: item.content, tempId: item.tempId } as unknown as {
+      : ({ conversationId: get().conversations[item.conversationId]?.serverId ?? item.conversationId, content: item.content, tempId: item.tempId } as unknown as {
           receiverId: string;
           content: string;
           tempId: string;
@@ -786,7 +850,7 @@ function typingTarget(conversationId: string): { receiverId: string } | null {
   const c = get().conversations[conversationId];
   if (!c) return null;
   if (c.peerId) return { receiverId: c.peerId };
-  return { conversationId } as unknown as { receiverId: string };
+  return { conversationId: c.serverId ?? c.id } as unknown as { receiverId: string };
 }
 
 /** The user typed in the composer of `conversationId`. */
@@ -815,7 +879,9 @@ export function stopTyping(conversationId: string): void {
 }
 
 function onTyping(userId: string, isTyping: boolean, conversationId?: string): void {
-  const conv = conversationId ?? userId;
+  // A group's typing is keyed by the group; a direct conversation's by the other person.
+  const group = conversationId ? Object.values(get().conversations).find((c) => c.type === 'group' && (c.serverId ?? c.id) === conversationId) : undefined;
+  const conv = group?.id ?? userId;
   set((s) => {
     const current = { ...(s.typing[conv] ?? {}) };
     if (isTyping) current[userId] = Date.now() + TYPING_SHOWN_MS;

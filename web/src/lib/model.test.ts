@@ -112,3 +112,17 @@ describe('threads in the store', () => {
     expect(next.ids.m1).toEqual([BOB, pending().key]);
   });
 });
+
+describe('conversations, before and after the server has them', () => {
+  it('a direct message is keyed by the other person, a group message by its conversation', () => {
+    const direct = fromWire(wire({ conversationId: 'conv-direct-1' } as never), ME);
+    expect(direct.conversationId).toBe(BOB);
+    expect(direct.serverConversationId).toBe('conv-direct-1');
+    const group = fromWire(
+      wire({ senderId: 'carol', receiverId: null, receiver: null, conversationId: 'grp-1', sender: user('carol') } as never),
+      ME,
+    );
+    expect(group.conversationId).toBe('grp-1');
+    expect(group.receiverId).toBeNull();
+  });
+});

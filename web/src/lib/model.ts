@@ -11,6 +11,8 @@ export type LocalState = 'sending' | 'failed' | null;
 export interface ChatMessage {
   /** Stable identity: `${senderId}|t:${tempId}` when the sender gave a tempId, else `|i:${id}`. */
   key: string;
+  /** The server's conversation id, where the server has conversations. */
+  serverConversationId?: string | null;
   id: string | null;
   tempId: string | null;
   conversationId: string;
@@ -49,6 +51,8 @@ export interface ChatConversation {
   historyCursor?: string | null;
   /** Order key of the oldest message of the gap-free window held locally. */
   windowStart?: string;
+  /** The server's id, where the server has conversations (a direct one's differs from `id`). */
+  serverId?: string | null;
 }
 
 export interface Person extends User {
@@ -65,16 +69,33 @@ export function orderOf(m: Pick<ChatMessage, 'id' | 'timestamp' | 'tempId' | 'ke
   return m.id ? `${m.timestamp}|${m.id}` : `~${m.timestamp}|${m.tempId ?? m.key}`;
 }
 
-/** The conversation a wire message belongs to, as the viewer `me` sees it. */
-export function conversationIdOf(m: Message & { conversationId?: string | null }, me: string): string {
-  if (m.conversationId) return m.conversationId;
-  return m.senderId === me ? m.receiverId : m.senderId;
+/**
+ * A message as servers send it: today's 1:1 shape, and the conversation API's, where
+ * `conversationId` is on every message and a group message has no receiver.
+ */
+export type WireMessage = Omit<Message, 'receiverId' | 'receiver'> & {
+  receiverId: string | null;
+  receiver: User | null;
+  conversationId?: string | null;
+  tempId?: string | null;
+};
+
+/**
+ * The local conversation a wire message belongs to, as the viewer `me` sees it. A direct
+ * conversation is keyed by the other person's id whatever id the server gives it (so the
+ * conversation started from people search before its first message is the same one the
+ * server creates with that message); a group by its server id.
+ */
+export function conversationIdOf(m: WireMessage, me: string): string {
+  if (m.receiverId) return m.senderId === me ? m.receiverId : m.senderId;
+  return m.conversationId ?? m.senderId;
 }
 
-export function fromWire(m: Message & { conversationId?: string | null; tempId?: string | null }, me: string): ChatMessage {
+export function fromWire(m: WireMessage, me: string): ChatMessage {
   const tempId = m.clientMessageId ?? m.tempId ?? null;
   const base = {
     key: keyOf(m.senderId, tempId, m.id),
+    serverConversationId: m.conversationId ?? null,
     id: m.id,
     tempId,
     conversationId: conversationIdOf(m, me),
@@ -161,6 +182,7 @@ export function merge(a: ChatMessage | undefined, b: ChatMessage): ChatMessage {
   }
   const m: ChatMessage = {
     key: a.key,
+    serverConversationId: a.serverConversationId ?? b.serverConversationId ?? null,
     id: stored,
     tempId: a.tempId ?? b.tempId,
     conversationId: a.conversationId,
