@@ -198,3 +198,19 @@ export const webpushSubscribe = (subscription: PushSubscriptionJSON) =>
 export const webpushUnsubscribe = (endpoint: string) => request<void>('POST', '/users/webpush/unsubscribe', { endpoint });
 export const fcmRegister = (deviceToken: string) => request<unknown>('POST', '/users/fcm/register', { deviceToken });
 export const fcmUnregister = (deviceToken: string) => request<unknown>('POST', '/users/fcm/unregister', { deviceToken });
+
+/** Whether the server has the conversation API (groups): asked once per session. */
+let groups: Promise<boolean> | null = null;
+export function hasGroups(): Promise<boolean> {
+  groups ??= request<unknown>('GET', '/conversations?limit=1').then(
+    () => true,
+    (e) => {
+      if (!(e instanceof ApiError && (e.status === 404 || e.status === 405))) groups = null; // ask again later
+      return false;
+    },
+  );
+  return groups;
+}
+
+export const createGroup = (title: string, memberIds: string[]) =>
+  request<ServerConversation>('POST', '/conversations', { title, memberIds });

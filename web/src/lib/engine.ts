@@ -642,6 +642,14 @@ export async function loadOlder(id: string): Promise<void> {
   }
 }
 
+/** Creates a group (the conversation API) and returns its local id. */
+export async function createGroup(title: string, members: User[]): Promise<string> {
+  people(members);
+  const c = await api.createGroup(title, members.map((m) => m.id));
+  await upsertServerConversations([c]);
+  return api.fromServerConversation(c, me()).id;
+}
+
 /** Starts (or opens) the direct conversation with someone found in people search. */
 export async function startDirect(other: User): Promise<string> {
   people([other]);

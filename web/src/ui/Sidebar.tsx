@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
+import { lazy, Suspense, useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import type { User } from '../wire/protocol';
 import * as api from '../lib/api';
 import { sortedConversations, startDirect } from '../lib/engine';
@@ -6,6 +6,31 @@ import { conversationTitle, type ChatConversation } from '../lib/model';
 import { useStore } from '../lib/store';
 import { hue, initials, shortTime } from './format';
 import { navigate } from './router';
+
+const NewGroup = lazy(() => import('./NewGroup'));
+
+/** "New group", where the server has group conversations. */
+function NewGroupButton() {
+  const [available, setAvailable] = useState(false);
+  const [open, setOpen] = useState(false);
+  const network = useStore((s) => s.network);
+  useEffect(() => {
+    if (network) void api.hasGroups().then(setAvailable);
+  }, [network]);
+  if (!available) return null;
+  return (
+    <>
+      <button type="button" className="new-group" onClick={() => setOpen(true)} disabled={!network}>
+        New group
+      </button>
+      {open && (
+        <Suspense fallback={null}>
+          <NewGroup onClose={() => setOpen(false)} />
+        </Suspense>
+      )}
+    </>
+  );
+}
 
 export function Avatar({ id, name, online }: { id: string; name: string; online?: boolean }) {
   return (
@@ -149,6 +174,7 @@ export function Sidebar() {
   return (
     <aside className="sidebar">
       <PeopleSearch />
+      <NewGroupButton />
       <nav aria-label="Conversations">
         {sorted.length === 0 ? (
           <p className="hint pad">No conversations yet. Search for people to start one.</p>
