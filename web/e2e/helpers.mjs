@@ -1,7 +1,7 @@
 // Shared pieces of the browser tests: a real `nexus` on a temp SQLite file and a random
 // port, Debian's Chromium driven by playwright-core, and small API helpers for seeding.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -160,7 +160,15 @@ export function message(page, text) {
   return page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: text });
 }
 
+/**
+ * Every run takes the screenshot into e2e/artifacts/; docs/ gets it when it has none yet or
+ * with NEXUS_UPDATE_SCREENSHOTS=1 (so a test run does not leave the work tree changed).
+ */
 export async function screenshot(page, name) {
-  mkdirSync(docsDir, { recursive: true });
-  await page.screenshot({ path: join(docsDir, name) });
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, name) });
+  if (process.env.NEXUS_UPDATE_SCREENSHOTS || !existsSync(join(docsDir, name))) {
+    mkdirSync(docsDir, { recursive: true });
+    copyFileSync(join(artifacts, name), join(docsDir, name));
+  }
 }
