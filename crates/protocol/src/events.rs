@@ -46,6 +46,8 @@ pub enum ErrorCode {
     Forbidden,
     AlreadyDeleted,
     RateLimited,
+    /// The database cannot be reached: nothing was stored, retry later.
+    Unavailable,
     Internal,
 }
 

@@ -67,7 +67,13 @@ impl Application {
         overrides: Overrides,
     ) -> Result<Application, StartError> {
         let push_settings = PushSettings::from_config(&config).map_err(StartError::Push)?;
-        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        let database_timeout = Duration::from_secs(config.database_timeout_seconds);
+        let store = Store::connect_within(
+            &config.database_url,
+            config.database_max_connections,
+            database_timeout,
+        )
+        .await?;
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
             None => {
@@ -87,8 +93,8 @@ impl Application {
         let login_limiter = Arc::new(KeyedLimiter::per_minute(10));
         spawn_shrinker(send_limiter.clone(), login_limiter.clone());
 
-        let writer =
-            Writer::start(store.clone(), store.writer_workers()).map_err(StartError::Writer)?;
+        let writer = Writer::start(store.clone(), store.writer_workers(), database_timeout)
+            .map_err(StartError::Writer)?;
         let accounts = AccountService::new(store.clone(), tokens, login_limiter);
         let messaging = MessagingService::new(store.clone(), writer, send_limiter);
         let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());

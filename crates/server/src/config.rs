@@ -26,9 +26,16 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://nexus.db")]
     pub database_url: String,
 
-    /// Redis URL for cluster mode. Not supported by this build yet: setting it is refused.
-    #[arg(long, env = "REDIS_URL")]
+    /// Redis URL for cluster mode (`redis://[:password@]host:port[/db]`, Redis 7 or later):
+    /// the Socket.IO adapter, cluster-wide presence and rate limits, so several nodes on one
+    /// PostgreSQL database serve the same users. Needs `DATABASE_URL=postgres://…`.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and pub/sub channel (tenants and tests sharing one Redis
+    /// isolate themselves with it).
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "nexus:")]
+    pub redis_key_prefix: String,
 
     /// HS256 secret, at least 32 bytes. Unset: a random one is generated at first start and
     /// kept in the database, so tokens survive restarts and every node shares it.
@@ -58,6 +65,12 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// How long a request waits for the database before it is answered `UNAVAILABLE`
+    /// (HTTP 503) when the database cannot be reached.
+    #[arg(long, env = "DATABASE_TIMEOUT_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub database_timeout_seconds: u64,
 
     /// Maximum number of database connections.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16,
@@ -213,11 +226,23 @@ impl Config {
                 "DATABASE_URL must start with sqlite:// or postgres://".into(),
             ));
         }
-        if self.redis_url.is_some() {
+        if let Some(url) = &self.redis_url {
+            if self.database_url.starts_with("sqlite:") {
+                return Err(ConfigError::Invalid(
+                    "REDIS_URL needs a shared database: cluster nodes cannot run on SQLite \
+                     (set DATABASE_URL=postgres://…, or unset REDIS_URL for a single node)"
+                        .into(),
+                ));
+            }
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::Invalid(
+                    "REDIS_URL must start with redis:// or rediss://".into(),
+                ));
+            }
+        }
+        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains('#') {
             return Err(ConfigError::Invalid(
-                "REDIS_URL is set, but cluster mode (Redis adapter) is not implemented in this \
-                 build yet; unset it to run a single node"
-                    .into(),
+                "REDIS_KEY_PREFIX must be non-empty and must not contain '#'".into(),
             ));
         }
         if !(self.fcm_api_base_url.starts_with("https://")
@@ -245,6 +270,7 @@ impl Config {
             host: IpAddr::from([127, 0, 0, 1]),
             database_url,
             redis_url: None,
+            redis_key_prefix: "nexus:".into(),
             jwt_secret: None,
             jwt_expires_in_seconds: 3600,
             rate_limit_messages_per_minute: 10_000,
@@ -267,6 +293,7 @@ impl Config {
             push_timeout_seconds: 10,
             webpush_allow_insecure_endpoints: false,
             command: None,
+            database_timeout_seconds: 5,
         }
     }
 }
@@ -297,6 +324,18 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_on_sqlite_is_refused() {
+        let mut c = base();
+        c.redis_url = Some("redis://127.0.0.1:6379".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("cannot run on SQLite"), "{err}");
+        c.database_url = "postgres://postgres@127.0.0.1/nexus".into();
+        assert!(c.validate().is_ok());
+        c.redis_url = Some("http://127.0.0.1:6379".into());
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let c = Config::try_parse_from(["nexus"]).unwrap();
         assert_eq!(c.port, 3000);
@@ -304,6 +343,8 @@ mod tests {
         assert_eq!(c.jwt_expires_in_seconds, 604_800);
         assert_eq!(c.rate_limit_messages_per_minute, 100);
         assert_eq!(c.idle_timeout_seconds, 300);
+        assert_eq!(c.redis_key_prefix, "nexus:");
+        assert_eq!(c.redis_url, None);
         assert_eq!(c.max_devices_per_user, 20);
         assert_eq!(c.fcm_api_base_url, "https://fcm.googleapis.com");
         assert!(c.command.is_none());

@@ -30,6 +30,10 @@ pub enum DomainError {
     /// Too many attempts of something else (logins).
     #[error("too many attempts, retry in {}s", retry_after_ms.div_ceil(1000))]
     TooManyAttempts { retry_after_ms: u64 },
+    /// The database cannot be reached (or did not answer in time): nothing was applied,
+    /// retry later (with the same `tempId`, a retry is never stored twice).
+    #[error("the database is unavailable, retry later")]
+    Unavailable,
     /// A bug or an infrastructure failure. Logged with its cause; the client sees only
     /// "internal error".
     #[error("internal error")]
@@ -46,6 +50,7 @@ impl DomainError {
             DomainError::RateLimited { .. } | DomainError::TooManyAttempts { .. } => {
                 ErrorCode::RateLimited
             }
+            DomainError::Unavailable => ErrorCode::Unavailable,
             DomainError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -63,6 +68,10 @@ impl From<Invalid> for DomainError {
 
 impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            return DomainError::Unavailable;
+        }
         DomainError::Internal(e.into())
     }
 }

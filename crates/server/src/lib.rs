@@ -28,6 +28,7 @@
 pub mod accounts;
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod domain;

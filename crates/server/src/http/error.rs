@@ -39,6 +39,7 @@ impl ApiError {
                 DomainError::RateLimited { .. } | DomainError::TooManyAttempts { .. } => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
+                DomainError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

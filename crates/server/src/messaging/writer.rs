@@ -10,15 +10,25 @@
 //! worker, in the order they were enqueued, so a user's messages are stored (and numbered)
 //! in the order they were sent, even with several workers.
 //!
-//! If a batch fails as a whole (a database error, a serialization conflict), each of its
-//! commands is retried alone, so one bad command cannot fail its neighbours.
+//! If a batch fails as a whole because of one of its commands (a constraint, a
+//! serialization conflict), each of its commands is retried alone, so one bad command
+//! cannot fail its neighbours. If it fails because the database cannot be reached, every
+//! command of it is answered `UNAVAILABLE` at once (retrying them one by one would only
+//! wait for the same dead server again), and for [`BREAKER`] the worker answers the same
+//! without trying, so a queue drains in milliseconds during an outage.
+//!
+//! Every command has a deadline, [`Writer::start`]'s `timeout` after it was queued
+//! (`DATABASE_TIMEOUT_SECONDS`): one still queued then is answered `UNAVAILABLE` without
+//! being applied, and a batch may run only until its earliest deadline, after which it is
+//! rolled back. Nobody waits longer than that for an answer (see `docs/operations.md`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
 use nexus_protocol::events::DELETED_CONTENT;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::rules::{participants, plan, Snapshot};
 use super::{Command, Outcome};
@@ -35,6 +45,14 @@ const MAX_BATCH: usize = 512;
 /// Commits that may wait for their fsync while the writer starts another (SQLite).
 const SYNC_BACKLOG: u64 = 2;
 
+/// After a batch found the database unreachable, how long the worker answers
+/// `UNAVAILABLE` without trying; the next batch after that is the probe.
+pub const BREAKER: Duration = Duration::from_millis(500);
+
+/// A batch gets at least this long, even when its earliest deadline is nearer (a command
+/// that waited in the queue almost its whole timeout cannot make its neighbours fail).
+const MIN_BATCH_TIME: Duration = Duration::from_millis(250);
+
 type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
 
 /// A batch's answers (one per command, in order) and its commit, which they wait for.
@@ -43,23 +61,38 @@ type Applied = (Vec<Result<Outcome, DomainError>>, Commit);
 struct Job {
     cmd: Command,
     reply: Reply,
+    /// When the command is answered `UNAVAILABLE` if it has not been applied.
+    deadline: Instant,
 }
 
 #[derive(Clone)]
 pub struct Writer {
     shards: Vec<mpsc::Sender<Job>>,
+    timeout: Duration,
     stop: Arc<watch::Sender<bool>>,
     stopped: Arc<Mutex<Vec<oneshot::Receiver<()>>>>,
 }
 
 /// A command in the queue; resolves once its transaction committed (or failed).
-pub struct Ticket(oneshot::Receiver<Result<Outcome, DomainError>>);
+pub struct Ticket {
+    answer: oneshot::Receiver<Result<Outcome, DomainError>>,
+    /// The worker answers by the command's deadline; this is the backstop should a commit
+    /// itself hang (then the command may still be applied: a retry with the same `tempId`
+    /// finds it, and nothing is ever acknowledged that was not committed).
+    backstop: Instant,
+}
 
 impl Ticket {
     pub async fn committed(self) -> Result<Outcome, DomainError> {
-        self.0
-            .await
-            .map_err(|_| DomainError::internal(anyhow::anyhow!("writer dropped the command")))?
+        match tokio::time::timeout_at(self.backstop, self.answer).await {
+            Ok(answer) => answer.map_err(|_| {
+                DomainError::internal(anyhow::anyhow!("writer dropped the command"))
+            })?,
+            Err(_) => {
+                tracing::warn!("a write got no answer by its deadline");
+                Err(DomainError::Unavailable)
+            }
+        }
     }
 }
 
@@ -71,7 +104,9 @@ impl Writer {
     /// chain of round trips to the database, and every one of them ends by waking the
     /// worker: on the shared runtime that wake-up waits behind every socket's work (a few
     /// milliseconds under load, several times per batch); on its own thread it does not.
-    pub fn start(store: Store, workers: usize) -> std::io::Result<Writer> {
+    ///
+    /// `timeout` bounds how long a command may wait for its answer (see the module's doc).
+    pub fn start(store: Store, workers: usize, timeout: Duration) -> std::io::Result<Writer> {
         let (stop, stop_rx) = watch::channel(false);
         let mut shards = Vec::new();
         let mut stopped = Vec::new();
@@ -93,6 +128,7 @@ impl Writer {
         }
         Ok(Writer {
             shards,
+            timeout,
             stop: Arc::new(stop),
             stopped: Arc::new(Mutex::new(stopped)),
         })
@@ -103,11 +139,26 @@ impl Writer {
     pub async fn enqueue(&self, cmd: Command) -> Result<Ticket, DomainError> {
         let shard = (cmd.actor().as_u128() % self.shards.len() as u128) as usize;
         let (reply, answer) = oneshot::channel();
-        self.shards[shard]
-            .send(Job { cmd, reply })
-            .await
-            .map_err(|_| DomainError::internal(anyhow::anyhow!("writer stopped")))?;
-        Ok(Ticket(answer))
+        let deadline = Instant::now() + self.timeout;
+        // A full queue waits (back-pressure), but never past the deadline.
+        match tokio::time::timeout_at(
+            deadline,
+            self.shards[shard].send(Job {
+                cmd,
+                reply,
+                deadline,
+            }),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(DomainError::internal(anyhow::anyhow!("writer stopped"))),
+            Err(_) => return Err(DomainError::Unavailable),
+        }
+        Ok(Ticket {
+            answer,
+            backstop: deadline + Duration::from_secs(1),
+        })
     }
 
     /// Stops taking commands, applies those already queued, and returns when every worker
@@ -128,7 +179,11 @@ async fn worker(store: Store, rx: mpsc::Receiver<Job>, stop: watch::Receiver<boo
 }
 
 async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
-    let mut conn = None;
+    let mut worker = Worker {
+        store,
+        conn: None,
+        broken_until: None,
+    };
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     loop {
         store.sync_backlog_at_most(SYNC_BACKLOG).await;
@@ -138,18 +193,18 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                     break; // every sender is gone
                 }
                 metrics::node().writer_queue.set((n + rx.len()) as i64);
-                run_batch(store, &mut conn, std::mem::take(&mut jobs)).await;
+                worker.run_batch(std::mem::take(&mut jobs)).await;
                 // A pool connection goes back while there is nothing to do, so the pool's
                 // other users (registration, devices) are never starved by idle writers.
-                if rx.is_empty() && conn.as_ref().is_some_and(WriteConnection::is_pooled) {
-                    conn = None;
+                if rx.is_empty() && worker.conn.as_ref().is_some_and(WriteConnection::is_pooled) {
+                    worker.conn = None;
                 }
             }
             _ = stop.wait_for(|stop| *stop) => {
                 // Shutting down: refuse new commands, apply what is queued.
                 rx.close();
                 while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-                    run_batch(store, &mut conn, std::mem::take(&mut jobs)).await;
+                    worker.run_batch(std::mem::take(&mut jobs)).await;
                 }
                 break;
             }
@@ -169,63 +224,117 @@ async fn connection<'a>(
     })
 }
 
-/// Applies `cmds` on the worker's connection; a database error gives the connection back.
-async fn apply_on(
-    store: &Store,
-    slot: &mut Option<WriteConnection>,
-    cmds: &[&Command],
-) -> Result<Applied, StoreError> {
-    let result = match connection(store, slot).await {
-        Ok(conn) => apply_batch(store, conn, cmds).await,
-        Err(e) => Err(e),
-    };
-    if result.is_err() {
-        *slot = None;
-    }
-    result
+/// One writer worker's state between batches.
+struct Worker<'s> {
+    store: &'s Store,
+    conn: Option<WriteConnection>,
+    /// Set when a batch found the database unreachable: until then, answer without trying.
+    broken_until: Option<Instant>,
 }
 
-async fn run_batch(store: &Store, conn: &mut Option<WriteConnection>, jobs: Vec<Job>) {
-    let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
-    let started = Instant::now();
-    let applied = apply_on(store, conn, &cmds).await;
-    let node = metrics::node();
-    node.writer_batch.observe(cmds.len() as f64);
-    node.writer_commit_seconds
-        .observe(started.elapsed().as_secs_f64());
-    drop(cmds);
-    match applied {
-        Ok((results, commit)) => commit.when_durable(move |synced| {
-            node.database("commit_to_disk", started);
-            for (job, result) in jobs.into_iter().zip(results) {
-                answer(job, result, &synced);
-            }
-        }),
-        Err(e) if jobs.len() == 1 => {
-            tracing::error!(error = ?e, "write failed");
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(DomainError::internal(anyhow::anyhow!("{e}"))));
-            }
+/// Why a batch was not applied.
+enum Failed {
+    /// The database could not be reached, or did not answer by the batch's deadline.
+    Unavailable(String),
+    /// Anything else: one of the commands may be the cause.
+    Other(StoreError),
+}
+
+impl Worker<'_> {
+    /// Applies `cmds` on the worker's connection, within `until`; a failure gives the
+    /// connection back (it may have been the connection's), a timeout rolls back.
+    async fn apply(&mut self, cmds: &[&Command], until: Instant) -> Result<Applied, Failed> {
+        let until = until.max(Instant::now() + MIN_BATCH_TIME);
+        let store = self.store;
+        let attempt = async {
+            let conn = connection(store, &mut self.conn).await?;
+            apply_batch(store, conn, cmds).await
+        };
+        let result = match tokio::time::timeout_at(until, attempt).await {
+            Ok(Ok(applied)) => return Ok(applied),
+            Ok(Err(e)) if e.is_unavailable() => Failed::Unavailable(e.to_string()),
+            Ok(Err(e)) => Failed::Other(e),
+            Err(_) => Failed::Unavailable("no answer from the database in time".into()),
+        };
+        self.conn = None;
+        if matches!(result, Failed::Unavailable(_)) {
+            self.broken_until = Some(Instant::now() + BREAKER);
         }
-        Err(e) => {
-            tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
-            for job in jobs {
-                match apply_on(store, conn, &[&job.cmd]).await {
-                    Ok((mut results, commit)) => {
-                        let result = results.pop().unwrap_or_else(|| {
-                            Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
-                        });
-                        commit.when_durable(move |synced| answer(job, result, &synced));
+        Err(result)
+    }
+
+    async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let now = Instant::now();
+        // Commands whose deadline passed in the queue are not applied at all; neither is
+        // anything while the breaker is open.
+        let broken = self.broken_until.is_some_and(|until| now < until);
+        let (jobs, late): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.deadline > now && !broken);
+        unavailable(late);
+        let Some(until) = jobs.iter().map(|j| j.deadline).min() else {
+            return;
+        };
+        let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
+        let started = std::time::Instant::now();
+        let applied = self.apply(&cmds, until).await;
+        let node = metrics::node();
+        node.writer_batch.observe(cmds.len() as f64);
+        node.writer_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        drop(cmds);
+        match applied {
+            Ok((results, commit)) => {
+                self.broken_until = None;
+                commit.when_durable(move |synced| {
+                    node.database("commit_to_disk", started);
+                    for (job, result) in jobs.into_iter().zip(results) {
+                        answer(job, result, &synced);
                     }
-                    Err(e) => {
-                        tracing::error!(error = ?e, "write failed");
-                        let _ = job.reply.send(Err(DomainError::internal(e)));
+                })
+            }
+            Err(Failed::Unavailable(e)) => {
+                tracing::warn!(error = %e, size = jobs.len(), "database unavailable: batch answered UNAVAILABLE");
+                unavailable(jobs);
+            }
+            Err(Failed::Other(e)) if jobs.len() == 1 => {
+                tracing::error!(error = ?e, "write failed");
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(Err(DomainError::internal(anyhow::anyhow!("{e}"))));
+                }
+            }
+            Err(Failed::Other(e)) => {
+                tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
+                let mut jobs = jobs.into_iter();
+                while let Some(job) = jobs.next() {
+                    match self.apply(&[&job.cmd], job.deadline).await {
+                        Ok((mut results, commit)) => {
+                            let result = results.pop().unwrap_or_else(|| {
+                                Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
+                            });
+                            commit.when_durable(move |synced| answer(job, result, &synced));
+                        }
+                        Err(Failed::Unavailable(e)) => {
+                            tracing::warn!(error = %e, "database unavailable during retries");
+                            unavailable(std::iter::once(job).chain(jobs));
+                            return;
+                        }
+                        Err(Failed::Other(e)) => {
+                            tracing::error!(error = ?e, "write failed");
+                            let _ = job.reply.send(Err(DomainError::internal(e)));
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Answers each job `UNAVAILABLE`: none of them was applied.
+fn unavailable(jobs: impl IntoIterator<Item = Job>) {
+    for job in jobs {
+        let _ = job.reply.send(Err(DomainError::Unavailable));
     }
 }
 
@@ -440,7 +549,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let writer = Writer::start(store.clone(), 1).unwrap();
+        let writer = Writer::start(store.clone(), 1, Duration::from_secs(5)).unwrap();
 
         let held = store.hold_fsyncs();
         let ticket = writer

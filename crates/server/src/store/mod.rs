@@ -72,6 +72,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the database could not be reached or went away (connection refused or
+    /// dropped, the pool's acquire timeout, a server shutting down): retrying the same
+    /// statement at once cannot help, and the caller is told `UNAVAILABLE`.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is shutting
+            // down, crashed or not yet accepting connections), 53300 (too many connections).
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }),
+            _ => false,
+        }
+    }
+
     /// The one place where a unique violation becomes a `Conflict`.
     pub fn from_insert(e: sqlx::Error) -> StoreError {
         match &e {
@@ -84,13 +106,30 @@ impl StoreError {
 impl Store {
     /// Connects, configures the connections and runs the backend's migrations.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        Store::connect_with(database_url, max_connections, CheckpointPolicy::SERVER).await
+        Store::connect_within(database_url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
     }
 
-    /// [`Store::connect`] with the SQLite checkpointer's policy (tests change it).
+    /// [`Store::connect`], waiting at most `acquire_timeout` for a pool connection: with
+    /// the database unreachable, a request fails after that long instead of hanging.
+    pub async fn connect_within(
+        database_url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        Store::connect_with(
+            database_url,
+            max_connections,
+            acquire_timeout,
+            CheckpointPolicy::SERVER,
+        )
+        .await
+    }
+
+    /// [`Store::connect_within`] with the SQLite checkpointer's policy (tests change it).
     async fn connect_with(
         database_url: &str,
         max_connections: u32,
+        acquire_timeout: Duration,
         checkpoint: CheckpointPolicy,
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
@@ -105,7 +144,7 @@ impl Store {
 
         let pool_options = || {
             AnyPoolOptions::new()
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire_timeout)
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
@@ -246,6 +285,9 @@ impl Store {
         self.write.close().await;
     }
 }
+
+/// How long a request waits for a pool connection unless told otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every SQLite connection's settings, the sqlx pools' and the writer's
 /// (`sqlite_writes::open`). WAL: readers never block the writer. synchronous=FULL: a commit
@@ -439,7 +481,9 @@ mod tests {
             every: Duration::from_secs(3600),
             ..CheckpointPolicy::SERVER
         };
-        let store = Store::connect_with(&url, 4, never).await.unwrap();
+        let store = Store::connect_with(&url, 4, DEFAULT_ACQUIRE_TIMEOUT, never)
+            .await
+            .unwrap();
         let user = UserId::new();
         let name = DisplayName::parse("Ada").unwrap();
         let email = Email::parse("ada@example.com").unwrap();

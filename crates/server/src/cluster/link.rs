@@ -1,0 +1,406 @@
+//! The node's link to Redis: two auto-reconnecting connections (redis-rs `ConnectionManager`),
+//! one for pub/sub and one for commands (presence, rate limits), a watchdog that knows
+//! whether Redis answers, and the Socket.IO adapter's [`Driver`] over them.
+//!
+//! `socketioxide-redis` ships two drivers and neither survives a Redis restart: its `redis`
+//! driver holds a plain `MultiplexedConnection`, which never reconnects, and its `fred`
+//! driver reconnects but does not subscribe again, so a node would silently stop hearing
+//! the other nodes. This driver implements the crate's `Driver` trait (its extension point)
+//! instead:
+//!
+//! - the pub/sub connection is a `ConnectionManager` with automatic resubscription: after a
+//!   reconnect it replays the subscriptions it had confirmed;
+//! - the driver also keeps every channel the adapter asked for, and on each return of Redis
+//!   the watchdog subscribes to all of them again (a subscription asked for while Redis was
+//!   down was never confirmed, so the manager alone would not know it);
+//! - while Redis is down, `publish` returns at once without sending (counted): the adapter
+//!   sends to local sockets only after its publish succeeded, so a failing publish would
+//!   stop local delivery too. What the other nodes missed reaches their clients through the
+//!   `seq` gap and `/sync`;
+//! - an incoming message that does not fit the adapter's buffer is dropped (as the stock
+//!   drivers do) but counted and logged, and [`Link::resyncs`] tells the gateway, which asks
+//!   its clients to sync.
+//!
+//! Redis must speak RESP3 (Redis 7 or later): push messages arrive on the same multiplexed
+//! connection as command replies.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::{mpsc, watch};
+
+/// How often the watchdog checks that Redis answers (and, once it does again, restores the
+/// subscriptions).
+pub const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
+
+/// A command that takes longer than this counts as Redis being unreachable.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Counters an operator watches (exported on `/metrics`).
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Incoming pub/sub messages dropped because the adapter's buffer was full.
+    pub dropped_incoming: AtomicU64,
+    /// Broadcasts not published because Redis was down (other nodes' clients sync).
+    pub skipped_publishes: AtomicU64,
+    /// Times Redis came back after being unreachable.
+    pub reconnects: AtomicU64,
+    /// Commands (presence, limits) that failed or timed out.
+    pub command_failures: AtomicU64,
+}
+
+type Handlers = HashMap<String, mpsc::Sender<ChanItem>>;
+
+/// What the push handler (called by redis-rs for every push message) shares with the link.
+struct Shared {
+    /// The adapter's channels and where their messages go.
+    handlers: RwLock<Handlers>,
+    up: AtomicBool,
+    stats: LinkStats,
+    /// Bumped whenever this node may have missed pub/sub messages and has them flowing
+    /// again (Redis came back, or the adapter's buffer overflowed).
+    resyncs: watch::Sender<u64>,
+}
+
+struct Inner {
+    pubsub: ConnectionManager,
+    commands: ConnectionManager,
+    shared: Arc<Shared>,
+}
+
+/// The node's Redis link. A clone is one pointer; all clones share the connections.
+#[derive(Clone)]
+pub struct Link(Arc<Inner>);
+
+/// Errors of the Redis link.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis is unreachable")]
+    Down,
+    #[error("redis did not answer in time")]
+    Timeout,
+}
+
+impl Link {
+    /// Opens both connections lazily: a node starts even while Redis is down, and the
+    /// watchdog (started here) connects once it is there. Fails only for a malformed URL.
+    pub fn open(url: &str) -> Result<Link, LinkError> {
+        let info = url.into_connection_info()?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+
+        let (resyncs, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            handlers: RwLock::new(HashMap::new()),
+            up: AtomicBool::new(false),
+            stats: LinkStats::default(),
+            resyncs,
+        });
+        // Reconnect attempts 100 ms to 1 s apart; a cycle that gives up is started again by
+        // the watchdog's next ping.
+        let config = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                .set_response_timeout(Some(COMMAND_TIMEOUT))
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_millis(1000))
+                .set_number_of_retries(6)
+        };
+        let on_push = Arc::downgrade(&shared);
+        let pubsub_config = config()
+            .set_push_sender(move |push: PushInfo| {
+                if let Some(shared) = on_push.upgrade() {
+                    shared.on_push(push);
+                }
+                Ok::<(), Infallible>(())
+            })
+            .set_automatic_resubscription();
+        let pubsub = ConnectionManager::new_lazy_with_config(client.clone(), pubsub_config)?;
+        let commands = ConnectionManager::new_lazy_with_config(client, config())?;
+        let link = Link(Arc::new(Inner {
+            pubsub,
+            commands,
+            shared,
+        }));
+        tokio::spawn(watchdog(Arc::downgrade(&link.0)));
+        Ok(link)
+    }
+
+    /// True while Redis answers (as of the watchdog's last look, or the last failure).
+    pub fn is_up(&self) -> bool {
+        self.0.shared.up.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> &LinkStats {
+        &self.0.shared.stats
+    }
+
+    /// Changes each time this node may have missed pub/sub messages and is receiving again.
+    pub fn resyncs(&self) -> watch::Receiver<u64> {
+        self.0.shared.resyncs.subscribe()
+    }
+
+    /// Runs a command on the command connection: at once `Down` while Redis is known to be
+    /// unreachable, `Timeout` after [`COMMAND_TIMEOUT`]. A failure marks Redis down until
+    /// the watchdog sees it answer again.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        run: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, LinkError> {
+        if !self.is_up() {
+            return Err(LinkError::Down);
+        }
+        let mut conn = self.0.commands.clone();
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, run(&mut conn)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => LinkError::Redis(e),
+            Err(_) => LinkError::Timeout,
+        };
+        self.0
+            .shared
+            .stats
+            .command_failures
+            .fetch_add(1, Ordering::Relaxed);
+        if !matches!(&result, LinkError::Redis(e) if !is_connection_error(e)) {
+            self.0.shared.mark_down(&result);
+        }
+        Err(result)
+    }
+
+    /// Asks Redis to subscribe to every channel the adapter wants (idempotent).
+    async fn subscribe_all(&self) -> redis::RedisResult<()> {
+        let channels: Vec<String> = self
+            .0
+            .shared
+            .handlers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        self.0.pubsub.clone().subscribe(channels).await
+    }
+}
+
+fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+impl Shared {
+    fn on_push(&self, push: PushInfo) {
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => self.route(push),
+            PushKind::Disconnection => self.mark_down(&LinkError::Down),
+            _ => {}
+        }
+    }
+
+    /// Hands a pub/sub message to the adapter's stream of its channel.
+    fn route(&self, push: PushInfo) {
+        let mut data = push.data.into_iter();
+        let (Some(chan), Some(payload)) = (data.next(), data.next()) else {
+            return;
+        };
+        let (Ok(chan), Ok(payload)) = (
+            String::from_redis_value(chan),
+            Vec::<u8>::from_redis_value(payload),
+        ) else {
+            tracing::warn!("unreadable pub/sub message from redis");
+            return;
+        };
+        let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = handlers.get(&chan) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((chan, payload)) {
+            let dropped = self.stats.dropped_incoming.fetch_add(1, Ordering::Relaxed) + 1;
+            // One line per power of two: a flood does not flood the log too.
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "redis pub/sub buffer full: a cross-node event was dropped (clients recover \
+                     through the seq gap and /sync)"
+                );
+            }
+            self.resyncs.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn mark_down(&self, why: &LinkError) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(error = %why, "redis unreachable: this node serves its own sockets only until it returns");
+        }
+    }
+}
+
+/// Every [`WATCHDOG_EVERY`]: pings both connections (a ping is also what restarts a
+/// reconnect cycle that gave up). When Redis answers again, subscribes to every channel
+/// once more, then marks the link up and bumps [`Link::resyncs`].
+async fn watchdog(link: Weak<Inner>) {
+    let mut tick = tokio::time::interval(WATCHDOG_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = link.upgrade() else {
+            return;
+        };
+        let link = Link(inner);
+        let ping = async {
+            let mut pubsub = link.0.pubsub.clone();
+            let mut commands = link.0.commands.clone();
+            redis::cmd("PING").query_async::<()>(&mut pubsub).await?;
+            redis::cmd("PING").query_async::<()>(&mut commands).await
+        };
+        let answered = matches!(
+            tokio::time::timeout(COMMAND_TIMEOUT, ping).await,
+            Ok(Ok(()))
+        );
+        let shared = &link.0.shared;
+        if !answered {
+            shared.mark_down(&LinkError::Timeout);
+            continue;
+        }
+        if shared.up.load(Ordering::Acquire) {
+            continue;
+        }
+        match tokio::time::timeout(COMMAND_TIMEOUT, link.subscribe_all()).await {
+            Ok(Ok(())) => {
+                let first = shared.stats.reconnects.fetch_add(1, Ordering::Relaxed) == 0;
+                shared.up.store(true, Ordering::Release);
+                if first {
+                    tracing::info!("redis connected");
+                } else {
+                    tracing::info!("redis reachable again: subscriptions restored");
+                }
+                shared.resyncs.send_modify(|n| *n += 1);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "redis: cannot restore subscriptions yet"),
+            Err(_) => tracing::warn!("redis: restoring subscriptions timed out"),
+        }
+    }
+}
+
+/// The Socket.IO adapter's driver: `None` on a single node (every broadcast stays local).
+#[derive(Clone)]
+pub struct PubSub(Option<Link>);
+
+impl PubSub {
+    pub fn local() -> PubSub {
+        PubSub(None)
+    }
+
+    pub fn redis(link: Link) -> PubSub {
+        PubSub(Some(link))
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Driver for PubSub {
+    type Error = LinkError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), LinkError> {
+        let Some(link) = &self.0 else {
+            return Ok(());
+        };
+        if !link.is_up() {
+            link.stats()
+                .skipped_publishes
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut conn = link.0.pubsub.clone();
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(chan).arg(val);
+        let publish = cmd.query_async::<redis::Value>(&mut conn);
+        // A failed publish must not stop local delivery (see the module's doc): it is
+        // counted, Redis is marked down, and the other nodes' clients sync.
+        let failed = match tokio::time::timeout(COMMAND_TIMEOUT, publish).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => LinkError::Redis(e),
+            Err(_) => LinkError::Timeout,
+        };
+        link.stats()
+            .skipped_publishes
+            .fetch_add(1, Ordering::Relaxed);
+        link.0.shared.mark_down(&failed);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, LinkError> {
+        let Some(link) = &self.0 else {
+            return Ok(MessageStream::new_empty());
+        };
+        let (tx, rx) = mpsc::channel(size);
+        link.0
+            .shared
+            .handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chan.clone(), tx);
+        // While Redis is down the watchdog subscribes once it is back.
+        if link.is_up() {
+            let mut conn = link.0.pubsub.clone();
+            match tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(&chan)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => link.0.shared.mark_down(&LinkError::Redis(e)),
+                Err(_) => link.0.shared.mark_down(&LinkError::Timeout),
+            }
+        }
+        Ok(MessageStream::new(rx))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), LinkError> {
+        let Some(link) = &self.0 else {
+            return Ok(());
+        };
+        link.0
+            .shared
+            .handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&chan);
+        if link.is_up() {
+            let mut conn = link.0.pubsub.clone();
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.unsubscribe(&chan)).await;
+        }
+        Ok(())
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, LinkError> {
+        let Some(link) = &self.0 else {
+            return Ok(1);
+        };
+        let chan = chan.to_string();
+        let (_, count): (String, u16) = link
+            .query(async move |conn| {
+                redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(chan)
+                    .query_async(conn)
+                    .await
+            })
+            .await?;
+        Ok(count)
+    }
+}
