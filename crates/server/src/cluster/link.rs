@@ -404,3 +404,188 @@ impl Driver for PubSub {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A `redis-server` of the test's own on a free port, which the test may stop and start
+    /// again (the machine's shared Redis is never touched).
+    pub(crate) struct PrivateRedis {
+        pub port: u16,
+        child: Option<Child>,
+    }
+
+    impl PrivateRedis {
+        pub(crate) fn start() -> PrivateRedis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut redis = PrivateRedis { port, child: None };
+            redis.restart();
+            redis
+        }
+
+        pub(crate) fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        pub(crate) fn restart(&mut self) {
+            self.stop();
+            let child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/apt-packages.txt)");
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        pub(crate) fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    pub(crate) async fn wait_up(link: &Link) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !link.is_up() {
+            assert!(Instant::now() < deadline, "the link never came up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Publishes on `from` until `stream` receives it (or `within` passes).
+    async fn delivered_within(
+        from: &PubSub,
+        stream: &mut MessageStream<ChanItem>,
+        within: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            from.publish("chan".into(), b"hello".to_vec())
+                .await
+                .unwrap();
+            if let Ok(Some((chan, payload))) =
+                tokio::time::timeout(Duration::from_millis(100), stream.next()).await
+            {
+                assert_eq!((chan.as_str(), payload.as_slice()), ("chan", &b"hello"[..]));
+                return Some(start.elapsed());
+            }
+        }
+        None
+    }
+
+    /// The gap this driver closes: after Redis restarts, a node hears the other nodes again
+    /// by itself (the stock drivers stay deaf), and while Redis is down a publish returns at
+    /// once (the adapter would otherwise not deliver to local sockets either).
+    #[tokio::test]
+    async fn after_a_redis_restart_subscriptions_are_restored() {
+        let mut redis = PrivateRedis::start();
+        let (a, b) = (
+            Link::open(&redis.url()).unwrap(),
+            Link::open(&redis.url()).unwrap(),
+        );
+        wait_up(&a).await;
+        wait_up(&b).await;
+        let (a, b) = (PubSub::redis(a), PubSub::redis(b));
+        let mut stream = b.subscribe("chan".into(), 16).await.unwrap();
+        assert!(delivered_within(&a, &mut stream, Duration::from_secs(5))
+            .await
+            .is_some());
+
+        redis.stop();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b_link = b.0.clone().unwrap();
+        assert!(!b_link.is_up(), "the link did not notice Redis went away");
+        let started = Instant::now();
+        a.publish("chan".into(), b"lost".to_vec()).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "publish waited for Redis"
+        );
+        assert!(
+            a.0.as_ref()
+                .unwrap()
+                .stats()
+                .skipped_publishes
+                .load(Ordering::Relaxed)
+                >= 1
+        );
+
+        let resyncs = b_link.resyncs();
+        let before = *resyncs.borrow();
+        redis.restart();
+        let resumed = delivered_within(&a, &mut stream, Duration::from_secs(10)).await;
+        let resumed = resumed.expect("cross-node messages did not resume after the restart");
+        assert!(
+            resumed < Duration::from_secs(5),
+            "resumed only after {resumed:?}"
+        );
+        assert!(
+            *resyncs.borrow() > before,
+            "the gateway was not told to resync"
+        );
+    }
+
+    /// A subscription asked for while Redis is down (a node started during an outage) is
+    /// made once Redis is there.
+    #[tokio::test]
+    async fn a_subscription_made_while_redis_is_down_takes_effect_when_it_returns() {
+        let mut redis = PrivateRedis::start();
+        redis.stop();
+        let b = PubSub::redis(Link::open(&redis.url()).unwrap());
+        let mut stream = b.subscribe("chan".into(), 16).await.unwrap();
+        redis.restart();
+        let a = PubSub::redis(Link::open(&redis.url()).unwrap());
+        wait_up(a.0.as_ref().unwrap()).await;
+        assert!(delivered_within(&a, &mut stream, Duration::from_secs(10))
+            .await
+            .is_some());
+    }
+
+    /// Messages that do not fit the adapter's buffer are counted, and the gateway is told.
+    #[tokio::test]
+    async fn dropped_incoming_messages_are_counted() {
+        let redis = PrivateRedis::start();
+        let (a, b) = (
+            Link::open(&redis.url()).unwrap(),
+            Link::open(&redis.url()).unwrap(),
+        );
+        wait_up(&a).await;
+        wait_up(&b).await;
+        let resyncs = b.resyncs();
+        let before = *resyncs.borrow();
+        let (a, b_link) = (PubSub::redis(a), b.clone());
+        let _stream = PubSub::redis(b).subscribe("chan".into(), 1).await.unwrap();
+        for _ in 0..20 {
+            a.publish("chan".into(), b"x".to_vec()).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b_link.stats().dropped_incoming.load(Ordering::Relaxed) < 19 {
+            assert!(Instant::now() < deadline, "drops were not counted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(*resyncs.borrow() > before);
+    }
+}
