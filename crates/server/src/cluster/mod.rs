@@ -3,4 +3,6 @@
 //! See `docs/operations.md` for how a cluster behaves when a node, Redis or the database
 //! fails.
 
+pub mod limits;
 pub mod link;
+pub mod presence;
