@@ -11,13 +11,15 @@
 //! If Redis cannot be reached (or does not answer within the link's command timeout), the
 //! node-local limiter decides instead: the limit then holds per node rather than across
 //! the cluster, which is logged (once per outage) and counted on `/metrics`
-//! (`nexus_rate_limit_fallbacks_total`), and sends are never refused because Redis is down.
+//! (`nexus_rate_limit_send_fallbacks_total`, `…_login_…`), and sends are never refused because Redis is down.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use redis::Script;
 
 use super::link::Link;
@@ -48,7 +50,17 @@ fn gcra() -> &'static Script {
 /// How often the fallback was used, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct LimitStats {
-    pub fallbacks: AtomicU64,
+    pub fallbacks: Counter,
+}
+
+impl LimitStats {
+    pub fn register(&self, registry: &mut Registry, name: &str) {
+        registry.register(
+            format!("nexus_rate_limit_{name}_fallbacks"),
+            format!("{name} limit checks decided by the node-local limiter because Redis was unreachable"),
+            self.fallbacks.clone(),
+        );
+    }
 }
 
 /// A limit of `per_minute` events per key and minute, shared through Redis, with the
@@ -114,7 +126,7 @@ impl<K: Hash + Eq + Clone> ClusterLimiter<K> {
             }
             Ok(wait_us) => Err(Duration::from_micros(wait_us)),
             Err(e) => {
-                self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.stats.fallbacks.inc();
                 if !self.falling_back.swap(true, Ordering::AcqRel) {
                     tracing::warn!(error = %e, "redis unreachable: rate limits hold per node until it returns");
                 }
@@ -159,7 +171,7 @@ mod tests {
             b.check(&bob, &bob.as_string()).await.is_ok(),
             "another user is not affected"
         );
-        assert_eq!(a.stats().fallbacks.load(Ordering::Relaxed), 0);
+        assert_eq!(a.stats().fallbacks.get(), 0);
     }
 
     /// With Redis down, sends are still allowed up to the node-local limit, and counted.
@@ -178,6 +190,6 @@ mod tests {
             }
         }
         assert_eq!(allowed, 3, "the local limit applies");
-        assert!(limiter.stats().fallbacks.load(Ordering::Relaxed) >= 5);
+        assert!(limiter.stats().fallbacks.get() >= 5);
     }
 }

@@ -26,10 +26,13 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
@@ -42,17 +45,49 @@ pub const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
 /// A command that takes longer than this counts as Redis being unreachable.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Counters an operator watches (exported on `/metrics`).
+/// Counters an operator watches (exported on `/metrics`, see [`LinkStats::register`]).
 #[derive(Debug, Default)]
 pub struct LinkStats {
     /// Incoming pub/sub messages dropped because the adapter's buffer was full.
-    pub dropped_incoming: AtomicU64,
+    pub dropped_incoming: Counter,
     /// Broadcasts not published because Redis was down (other nodes' clients sync).
-    pub skipped_publishes: AtomicU64,
-    /// Times Redis came back after being unreachable.
-    pub reconnects: AtomicU64,
+    pub skipped_publishes: Counter,
+    /// Times the link came up (the first connection, then each return of Redis).
+    pub reconnects: Counter,
     /// Commands (presence, limits) that failed or timed out.
-    pub command_failures: AtomicU64,
+    pub command_failures: Counter,
+    /// 1 while Redis answers.
+    pub up: Gauge,
+}
+
+impl LinkStats {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "nexus_redis_dropped_messages",
+            "Cross-node pub/sub messages dropped because this node's adapter buffer was full",
+            self.dropped_incoming.clone(),
+        );
+        registry.register(
+            "nexus_redis_skipped_publishes",
+            "Broadcasts not sent to other nodes because Redis was unreachable",
+            self.skipped_publishes.clone(),
+        );
+        registry.register(
+            "nexus_redis_connects",
+            "Times this node's Redis link came up (first connect and every recovery)",
+            self.reconnects.clone(),
+        );
+        registry.register(
+            "nexus_redis_command_failures",
+            "Presence and rate-limit commands that failed or timed out",
+            self.command_failures.clone(),
+        );
+        registry.register(
+            "nexus_redis_up",
+            "1 while Redis answers this node",
+            self.up.clone(),
+        );
+    }
 }
 
 type Handlers = HashMap<String, mpsc::Sender<ChanItem>>;
@@ -170,8 +205,7 @@ impl Link {
         self.0
             .shared
             .stats
-            .command_failures
-            .fetch_add(1, Ordering::Relaxed);
+            .command_failures.inc();
         if !matches!(&result, LinkError::Redis(e) if !is_connection_error(e)) {
             self.0.shared.mark_down(&result);
         }
@@ -227,7 +261,7 @@ impl Shared {
             return;
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send((chan, payload)) {
-            let dropped = self.stats.dropped_incoming.fetch_add(1, Ordering::Relaxed) + 1;
+            let dropped = self.stats.dropped_incoming.inc() + 1;
             // One line per power of two: a flood does not flood the log too.
             if dropped.is_power_of_two() {
                 tracing::warn!(
@@ -242,6 +276,7 @@ impl Shared {
 
     fn mark_down(&self, why: &LinkError) {
         if self.up.swap(false, Ordering::AcqRel) {
+            self.stats.up.set(0);
             tracing::warn!(error = %why, "redis unreachable: this node serves its own sockets only until it returns");
         }
     }
@@ -279,8 +314,9 @@ async fn watchdog(link: Weak<Inner>) {
         }
         match tokio::time::timeout(COMMAND_TIMEOUT, link.subscribe_all()).await {
             Ok(Ok(())) => {
-                let first = shared.stats.reconnects.fetch_add(1, Ordering::Relaxed) == 0;
+                let first = shared.stats.reconnects.inc() == 0;
                 shared.up.store(true, Ordering::Release);
+                shared.stats.up.set(1);
                 if first {
                     tracing::info!("redis connected");
                 } else {
@@ -321,8 +357,7 @@ impl Driver for PubSub {
         };
         if !link.is_up() {
             link.stats()
-                .skipped_publishes
-                .fetch_add(1, Ordering::Relaxed);
+                .skipped_publishes.inc();
             return Ok(());
         }
         let mut conn = link.0.pubsub.clone();
@@ -337,8 +372,7 @@ impl Driver for PubSub {
             Err(_) => LinkError::Timeout,
         };
         link.stats()
-            .skipped_publishes
-            .fetch_add(1, Ordering::Relaxed);
+            .skipped_publishes.inc();
         link.0.shared.mark_down(&failed);
         Ok(())
     }
@@ -528,8 +562,7 @@ pub(crate) mod tests {
             a.0.as_ref()
                 .unwrap()
                 .stats()
-                .skipped_publishes
-                .load(Ordering::Relaxed)
+                .skipped_publishes.get()
                 >= 1
         );
 
@@ -582,7 +615,7 @@ pub(crate) mod tests {
             a.publish("chan".into(), b"x".to_vec()).await.unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while b_link.stats().dropped_incoming.load(Ordering::Relaxed) < 19 {
+        while b_link.stats().dropped_incoming.get() < 19 {
             assert!(Instant::now() < deadline, "drops were not counted");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
