@@ -32,6 +32,9 @@ pub const HEALTH_RESPONSE: &str = "HEALTH_RESPONSE";
 pub const ERROR: &str = "ERROR";
 pub const RATE_LIMIT_EXCEEDED: &str = "RATE_LIMIT_EXCEEDED";
 pub const FORCE_DISCONNECT: &str = "FORCE_DISCONNECT";
+/// Cluster mode: this node may have missed events from other nodes; sync from your last
+/// `seq` (docs/protocol.md, "Extensions").
+pub const RESYNC: &str = "RESYNC";
 
 /// The content a deleted message shows from then on.
 pub const DELETED_CONTENT: &str = "This message has been deleted";
@@ -49,6 +52,13 @@ pub enum ErrorCode {
     /// The database cannot be reached: nothing was stored, retry later.
     Unavailable,
     Internal,
+}
+
+/// `RESYNC {reason}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resync {
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

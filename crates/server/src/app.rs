@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+
 use crate::accounts::{AccountService, Tokens};
+use crate::cluster::{self, link::PubSub, Cluster};
 use crate::config::Config;
 use crate::delivery::{Delivery, NoPush, PushQueue};
 use crate::gateway;
@@ -55,6 +58,8 @@ pub enum StartError {
     Writer(std::io::Error),
     #[error("push: {0}")]
     Push(String),
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 impl Application {
@@ -87,30 +92,8 @@ impl Application {
             }
         };
         let tokens = Tokens::new(secret.as_bytes(), config.jwt_expires_in_seconds);
-        let send_limiter = Arc::new(KeyedLimiter::per_minute(
-            config.rate_limit_messages_per_minute,
-        ));
-        let login_limiter = Arc::new(KeyedLimiter::per_minute(10));
-        spawn_shrinker(send_limiter.clone(), login_limiter.clone());
-
         let writer = Writer::start(store.clone(), store.writer_workers(), database_timeout)
             .map_err(StartError::Writer)?;
-        let accounts = AccountService::new(store.clone(), tokens, login_limiter);
-        let messaging = MessagingService::new(store.clone(), writer, send_limiter);
-        let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());
-
-        let (io_layer, io) = SocketIo::builder()
-            .max_payload(crate::http::MAX_BODY_BYTES as u64)
-            // Packets a socket may have waiting to be written. Socket.IO drops what does not
-            // fit, so this must cover a client's whole window of in-flight sends (each send
-            // is answered by an event and an ack). The queue grows on demand.
-            .max_buffer_size(8192)
-            .ws_read_buffer_size(1024)
-            .ws_max_message_size(crate::http::MAX_BODY_BYTES)
-            .ws_max_frame_size(crate::http::MAX_BODY_BYTES)
-            .ping_interval(Duration::from_secs(25))
-            .ping_timeout(Duration::from_secs(20))
-            .build_layer();
         let mut registry = Registry::default();
         crate::metrics::node().register(&mut registry);
         let push =
@@ -120,22 +103,73 @@ impl Application {
             None if push.is_on() => Arc::new(push.clone()),
             None => Arc::new(NoPush),
         };
+        let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
+
+        let Some(redis_url) = &config.redis_url else {
+            let send_limiter = Arc::new(KeyedLimiter::per_minute(
+                config.rate_limit_messages_per_minute,
+            ));
+            let login_limiter = Arc::new(KeyedLimiter::per_minute(10));
+            spawn_shrinker(send_limiter.clone(), login_limiter.clone());
+            let (io_layer, io) = socket_io().build_layer();
+            let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());
+            let state = AppState::new(Services {
+                health: Health::new(store.clone(), None),
+                delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
+                push,
+                accounts: AccountService::new(store.clone(), tokens, login_limiter),
+                messaging: MessagingService::new(store.clone(), writer, send_limiter),
+                presence,
+                metrics: Metrics::new(registry),
+                store,
+            });
+            gateway::register(&io, state.clone(), idle_timeout);
+            return Application::serve_with(&config, state, io_layer).await;
+        };
+
+        // Cluster mode: the Redis adapter, presence and limits (see `cluster`).
+        let cluster = Cluster::open(
+            redis_url,
+            &config.redis_key_prefix,
+            config.rate_limit_messages_per_minute,
+        )
+        .map_err(|e| StartError::Redis(e.to_string()))?;
+        cluster.register_metrics(&mut registry);
+        cluster.spawn_shrinker();
+        let adapter = RedisAdapterCtr::new_with_driver(
+            cluster.driver(),
+            RedisAdapterConfig::default()
+                .with_prefix(cluster.channel_prefix.clone())
+                .with_stream_buffer(ADAPTER_BUFFER),
+        );
+        let (io_layer, io) = socket_io()
+            .with_adapter::<ClusterAdapter>(adapter)
+            .build_layer();
+        let presence: Arc<dyn Presence> = cluster.presence.clone();
         let state = AppState::new(Services {
-            health: Health::new(store.clone(), None),
+            health: Health::new(store.clone(), Some(Arc::new(cluster.link.clone()))),
             delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
             push,
-            store,
-            accounts,
-            messaging,
+            accounts: AccountService::new(store.clone(), tokens, cluster.login_limiter.clone()),
+            messaging: MessagingService::new(store.clone(), writer, cluster.send_limiter.clone()),
             presence,
             metrics: Metrics::new(registry),
+            store,
         });
-        gateway::register(
-            &io,
-            state.clone(),
-            Duration::from_secs(config.idle_timeout_seconds),
-        );
+        if let Err(e) = gateway::register(&io, state.clone(), idle_timeout).await {
+            return Err(StartError::Redis(e.to_string()));
+        }
+        cluster::spawn_heartbeats(state.clone());
+        cluster::spawn_resync_hints(&io, cluster.link.resyncs());
+        Application::serve_with(&config, state, io_layer).await
+    }
 
+    /// The HTTP side around a Socket.IO layer of either adapter, bound to its port.
+    async fn serve_with<A: socketioxide::adapter::Adapter>(
+        config: &Config,
+        state: AppState,
+        io_layer: socketioxide::layer::SocketIoLayer<A>,
+    ) -> Result<Application, StartError> {
         let router = crate::http::router()
             .with_state(state.clone())
             .layer(io_layer)
@@ -173,6 +207,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let delivery = self.state.delivery.clone();
+        let presence = self.state.presence.clone();
         let store = self.state.store.clone();
         let messaging = self.state.messaging.clone();
         let push = self.state.push.clone();
@@ -192,6 +227,7 @@ impl Application {
                 shutdown.await;
                 tracing::info!("shutting down");
                 delivery.close_local_sockets().await;
+                presence.leave().await;
             })
             .await?;
         push.shutdown().await;
@@ -199,6 +235,29 @@ impl Application {
         store.close().await;
         Ok(())
     }
+}
+
+/// Incoming cross-node messages a node buffers before its adapter takes them (the adapter's
+/// default is 1,024); beyond, they are dropped and counted, and clients repair the gap
+/// (see `cluster::link`).
+const ADAPTER_BUFFER: usize = 16_384;
+
+/// The Socket.IO adapter of a cluster node: socketioxide-redis over our driver.
+type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, PubSub>;
+
+/// The Socket.IO settings of every node, whatever its adapter.
+fn socket_io() -> socketioxide::SocketIoBuilder {
+    SocketIo::builder()
+        .max_payload(crate::http::MAX_BODY_BYTES as u64)
+        // Packets a socket may have waiting to be written. Socket.IO drops what does not
+        // fit, so this must cover a client's whole window of in-flight sends (each send
+        // is answered by an event and an ack). The queue grows on demand.
+        .max_buffer_size(8192)
+        .ws_read_buffer_size(1024)
+        .ws_max_message_size(crate::http::MAX_BODY_BYTES)
+        .ws_max_frame_size(crate::http::MAX_BODY_BYTES)
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
 }
 
 fn cors(frontend_url: Option<&str>) -> CorsLayer {

@@ -202,10 +202,7 @@ impl Link {
             Ok(Err(e)) => LinkError::Redis(e),
             Err(_) => LinkError::Timeout,
         };
-        self.0
-            .shared
-            .stats
-            .command_failures.inc();
+        self.0.shared.stats.command_failures.inc();
         if !matches!(&result, LinkError::Redis(e) if !is_connection_error(e)) {
             self.0.shared.mark_down(&result);
         }
@@ -356,8 +353,7 @@ impl Driver for PubSub {
             return Ok(());
         };
         if !link.is_up() {
-            link.stats()
-                .skipped_publishes.inc();
+            link.stats().skipped_publishes.inc();
             return Ok(());
         }
         let mut conn = link.0.pubsub.clone();
@@ -371,8 +367,7 @@ impl Driver for PubSub {
             Ok(Err(e)) => LinkError::Redis(e),
             Err(_) => LinkError::Timeout,
         };
-        link.stats()
-            .skipped_publishes.inc();
+        link.stats().skipped_publishes.inc();
         link.0.shared.mark_down(&failed);
         Ok(())
     }
@@ -558,13 +553,7 @@ pub(crate) mod tests {
             started.elapsed() < Duration::from_millis(100),
             "publish waited for Redis"
         );
-        assert!(
-            a.0.as_ref()
-                .unwrap()
-                .stats()
-                .skipped_publishes.get()
-                >= 1
-        );
+        assert!(a.0.as_ref().unwrap().stats().skipped_publishes.get() >= 1);
 
         let resyncs = b_link.resyncs();
         let before = *resyncs.borrow();

@@ -25,9 +25,21 @@ pub trait Presence: Send + Sync + 'static {
     /// The users among `users` with a socket connected somewhere, in the order given.
     async fn online_among(&self, users: &[UserId]) -> Vec<UserId>;
 
-    /// Tells the other nodes this one is alive, so its sockets keep counting. Nothing to do
-    /// on a single node.
-    async fn heartbeat(&self) {}
+    /// Tells the other nodes this one is alive, so its sockets keep counting, and returns
+    /// the users who went offline without a socket saying goodbye (the sockets of a node
+    /// that died, or that left while Redis was unreachable): the caller announces them.
+    /// Nothing to do on a single node.
+    async fn heartbeat(&self) -> Vec<UserId> {
+        Vec::new()
+    }
+
+    /// How often [`Presence::heartbeat`] is to be called; `None`: never.
+    fn heartbeat_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// This node is shutting down (its sockets' disconnects are counted already).
+    async fn leave(&self) {}
 }
 
 /// Presence in process memory: right for a single node, where every socket is local. (A
