@@ -98,9 +98,12 @@ pub enum Command {
     /// GET /sync pages until hasMore=false; reports the time to catch up and checks count
     /// and order.
     Catchup(CatchupArgs),
-    /// Cross-node latency: like `latency`, with users spread round-robin over every --url
-    /// so each pair spans two nodes (works with one URL too).
-    Cluster(LatencyArgs),
+    /// Cluster latency: like `latency` over several nodes (give each node's --url). With
+    /// `--placement cross` (the default) users are spread round-robin over the URLs so each
+    /// pair spans two nodes (every message crosses Redis); with `--placement same` both
+    /// users of a pair are on one node (pairs still spread over the nodes). Run both at the
+    /// same --rate to see what crossing nodes costs.
+    Cluster(ClusterArgs),
     /// Runs the raw WebSocket relay that `ws-echo` measures (the ceiling): per message one
     /// frame in, an ack back to the sender and the frame forwarded to the partner.
     WsEchoServer(EchoServerArgs),
@@ -168,6 +171,24 @@ pub struct LatencyArgs {
     /// How sends are acknowledged: the MESSAGE_SENT event, or a Socket.IO ack callback.
     #[arg(long, value_enum, default_value_t = AckMode::Event)]
     pub ack: AckMode,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub latency: LatencyArgs,
+    /// Where the two users of a pair are: on two different nodes, or on the same one.
+    #[arg(long, value_enum, default_value_t = Placement::Cross)]
+    pub placement: Placement,
+}
+
+/// Where the users of a pair connect (`cluster`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    Cross,
+    Same,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -304,7 +325,8 @@ mod tests {
         let Command::Cluster(args) = cli.command else {
             panic!("not cluster")
         };
-        assert_eq!(args.rate, 500.0);
+        assert_eq!(args.latency.rate, 500.0);
+        assert_eq!(args.placement, Placement::Cross);
 
         let cli = Cli::try_parse_from(["nexus-bench", "throughput"]).unwrap();
         assert_eq!(cli.common.urls, vec!["http://127.0.0.1:3000".to_string()]);

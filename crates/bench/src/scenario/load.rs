@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::api::{Api, BenchUser};
 use crate::check::Correctness;
-use crate::cli::{Common, LatencyArgs, LoadArgs, ThroughputArgs};
+use crate::cli::{ClusterArgs, Common, LatencyArgs, LoadArgs, Placement, ThroughputArgs};
 use crate::link::{AckMode, Link, RawLink, SioLink};
 use crate::pairs::{self, Pace, Pair, Plan, RunOutcome};
 use crate::progress::Progress;
@@ -185,6 +185,28 @@ fn closed_loop_plan(a: &LoadArgs) -> Result<Plan> {
         drain: secs(a.drain, "--drain")?,
         size: a.size,
     })
+}
+
+/// `cluster`: `latency` with the pairs placed across nodes or within them.
+pub async fn cluster(common: &Common, args: &ClusterArgs) -> Result<Report> {
+    let placed = match args.placement {
+        Placement::Cross => common.clone(),
+        Placement::Same => {
+            // One URL per user: pair k (users 2k, 2k+1) on node k mod n.
+            let n = common.urls.len().max(1);
+            let urls = (0..args.latency.users)
+                .map(|i| common.urls[(i / 2) % n].clone())
+                .collect();
+            Common {
+                urls,
+                ..common.clone()
+            }
+        }
+    };
+    let mut report = latency(&placed, &args.latency, "cluster").await?;
+    report.targets = common.urls.clone();
+    report.parameters = serde_json::to_value(args)?;
+    Ok(report)
 }
 
 /// `latency` and `cluster`: a fixed total rate, open loop.

@@ -15,7 +15,7 @@ pub async fn run(cli: Cli) -> Result<Option<Report>> {
     let report = match cli.command {
         Command::Throughput(args) => load::throughput(&common, &args).await?,
         Command::Latency(args) => load::latency(&common, &args, "latency").await?,
-        Command::Cluster(args) => load::latency(&common, &args, "cluster").await?,
+        Command::Cluster(args) => load::cluster(&common, &args).await?,
         Command::WsEcho(args) => load::ws_echo(&common, &args).await?,
         Command::Connections(args) => connections::run(&common, &args).await?,
         Command::Catchup(args) => catchup::run(&common, &args).await?,
