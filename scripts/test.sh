@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it and CI runs it:
 #   formatting and lints, Rust unit and integration tests (each integration test on SQLite
-#   and on PostgreSQL), the official socket.io-client suite (node --test) and the
-#   python-socketio suite (pytest), both against the real `nexus` binary; the web client's
+#   and on PostgreSQL), the official socket.io-client suite (node --test), the cluster suite
+#   (several nodes on PostgreSQL + Redis behind HAProxy, with failures) and the
+#   python-socketio suite (pytest), all against the real `nexus` binary; the web client's
 #   unit tests (Vitest) and browser tests (Playwright driving Debian's Chromium).
 # Installs what it needs (npm ci, a Python virtualenv) from the project's own lock files.
 # PostgreSQL: NEXUS_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
@@ -33,6 +34,19 @@ export NEXUS_BIN="$PWD/target/debug/nexus"
 
 step "socket.io-client 4.x suite (node --test)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+step "cluster suite: nodes on PostgreSQL + Redis, HAProxy, failures (node SIGKILL, Redis down 30 s, PostgreSQL down, rolling restart), 60 s of chaos"
+# The machine's Redis (own key prefix per suite) and private redis-server / initdb copies that
+# the failure tests stop; see tests/js/cluster/harness.js.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  if [ "${CI:-}" = true ]; then echo "CI=true and Redis at 127.0.0.1:6379 is unreachable" >&2; exit 1; fi
+  echo "skipping the cluster suite: no Redis at 127.0.0.1:6379"
+elif ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if [ "${CI:-}" = true ]; then echo "CI=true and PostgreSQL at 127.0.0.1:5432 is unreachable" >&2; exit 1; fi
+  echo "skipping the cluster suite: no PostgreSQL at 127.0.0.1:5432"
+else
+  (cd tests/js && node --test --test-concurrency=1 cluster/*.test.js)
+fi
 
 step "python-socketio 5.x suite (pytest)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
