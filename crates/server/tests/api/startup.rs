@@ -54,6 +54,30 @@ fn an_unreachable_database_is_one_line() {
 }
 
 #[test]
+fn a_cluster_node_on_sqlite_is_refused() {
+    let out = nexus(
+        &[
+            ("DATABASE_URL", "sqlite://n.db"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+        &[],
+    );
+    assert_one_line_error(&out, "cannot run on SQLite");
+}
+
+#[test]
+fn a_malformed_redis_url_is_refused() {
+    let out = nexus(
+        &[
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ("REDIS_URL", "http://127.0.0.1:6379"),
+        ],
+        &[],
+    );
+    assert_one_line_error(&out, "REDIS_URL");
+}
+
+#[test]
 fn help_documents_every_variable() {
     let out = nexus(&[], &["--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -63,6 +87,8 @@ fn help_documents_every_variable() {
         "HOST",
         "DATABASE_URL",
         "REDIS_URL",
+        "REDIS_KEY_PREFIX",
+        "DATABASE_TIMEOUT_SECONDS",
         "JWT_SECRET",
         "JWT_EXPIRES_IN_SECONDS",
         "RATE_LIMIT_MESSAGES_PER_MINUTE",
