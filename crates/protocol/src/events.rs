@@ -56,6 +56,7 @@ pub enum ErrorCode {
 
 /// `RESYNC {reason}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Resync {
     pub reason: String,

@@ -46,6 +46,7 @@ const SERVER_EVENTS: &[(&str, &str)] = &[
     (ERROR, "ErrorEvent"),
     (RATE_LIMIT_EXCEEDED, "RateLimitExceeded"),
     (FORCE_DISCONNECT, "ForceDisconnect"),
+    (RESYNC, "Resync"),
 ];
 
 fn render() -> String {
@@ -91,6 +92,7 @@ fn render() -> String {
         ErrorEvent,
         RateLimitExceeded,
         ForceDisconnect,
+        Resync,
     );
     out.push_str(&format!(
         "\nexport const NAMESPACE = {NAMESPACE:?};\n\nexport const DELETED_CONTENT = {DELETED_CONTENT:?};\n"

@@ -47,7 +47,7 @@ nextCursor: number, hasMore: boolean, };
 
 export type HttpError = { statusCode: number, message: string, error: string, };
 
-export type ErrorCode = "VALIDATION_FAILED" | "NOT_FOUND" | "FORBIDDEN" | "ALREADY_DELETED" | "RATE_LIMITED" | "INTERNAL";
+export type ErrorCode = "VALIDATION_FAILED" | "NOT_FOUND" | "FORBIDDEN" | "ALREADY_DELETED" | "RATE_LIMITED" | "UNAVAILABLE" | "INTERNAL";
 
 export type NewMessage = { receiverId: string, content: string, tempId?: string | null, };
 
@@ -96,6 +96,8 @@ export type RateLimitExceeded = { limit: number, retryAfterMs: number, tempId?: 
 
 export type ForceDisconnect = { reason: string, };
 
+export type Resync = { reason: string, };
+
 export const NAMESPACE = "/ws";
 
 export const DELETED_CONTENT = "This message has been deleted";
@@ -129,4 +131,5 @@ export interface ServerToClientEvents {
   ERROR: (payload: ErrorEvent) => void;
   RATE_LIMIT_EXCEEDED: (payload: RateLimitExceeded) => void;
   FORCE_DISCONNECT: (payload: ForceDisconnect) => void;
+  RESYNC: (payload: Resync) => void;
 }
