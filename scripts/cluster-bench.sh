@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 RATE=${1:-2000}
 SECS=${2:-10}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-cargo build --release -p nexus -p nexus-bench >/dev/null
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p nexus -p nexus-bench >/dev/null
 B=./target/release/nexus-bench
 DB=nexus_cluster_bench_$$
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $DB"
@@ -56,7 +56,7 @@ measure() { # label, then the bench arguments
   local t1; t1=$(cpu_ticks $IDLE_PID)
   local r1; r1=$(rc INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {print s}')
   local pub; pub=$(publish_stats)
-  local calls; calls=$(echo "$pub" | sed -E 's/.*calls=([0-9]+).*/\1/')
+  local calls; calls=$(echo "$pub" | sed -E 's/^cmdstat_publish:calls=([0-9]+).*/\1/')
   python3 - "$label" "/tmp/cluster-bench-$label.json" "$calls" "$pub" "$((t1 - t0))" "$(getconf CLK_TCK)" "$r0" "$r1" <<'PY'
 import json, sys
 label, path, calls, pub, ticks, hz, r0, r1 = sys.argv[1:]
