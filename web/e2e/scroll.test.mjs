@@ -79,17 +79,20 @@ test('10,000 messages: bounded DOM rows, older pages on the way up, no jumps', a
   // No jump when a page is put above the message in view.
   await scroller.evaluate((el) => (el.scrollTop = 600));
   await page.waitForTimeout(300);
+  // The first row at or below the top of the view (waits for the list to render there).
   const probe = async () =>
-    page.evaluate(() => {
-      const sc = document.querySelector('.scroller');
-      const top = sc.getBoundingClientRect().top;
-      const rows = [...document.querySelectorAll('[role=listitem]')]
-        .map((r) => ({ r, y: r.getBoundingClientRect().top }))
-        .filter((x) => x.y >= top)
-        .sort((a, b) => a.y - b.y);
-      const first = rows[0];
-      return { text: first.r.querySelector('.content').textContent, y: Math.round(first.y) };
-    });
+    (
+      await page.waitForFunction(() => {
+        const sc = document.querySelector('.scroller');
+        const top = sc.getBoundingClientRect().top;
+        const rows = [...document.querySelectorAll('[role=listitem]')]
+          .map((r) => ({ r, y: r.getBoundingClientRect().top }))
+          .filter((x) => x.y >= top)
+          .sort((a, b) => a.y - b.y);
+        const first = rows[0];
+        return first ? { text: first.r.querySelector('.content').textContent, y: Math.round(first.y) } : null;
+      })
+    ).jsonValue();
   await scroller.evaluate((el) => (el.scrollTop = el.scrollTop - 250));
   await page.waitForTimeout(50);
   const afterScroll = await probe();

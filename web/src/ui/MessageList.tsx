@@ -106,11 +106,21 @@ export function MessageList({
     }
   }, [keys, byKey, myId, virtualizer]);
 
+  // A reader at the bottom stays there while rows are measured or grow (sizes settle after
+  // the first render, images of the layout change): the newest message stays in view.
+  const total = virtualizer.getTotalSize();
+  useLayoutEffect(() => {
+    const el = parentRef.current;
+    if (el && atBottom.current && keys.length > 0) el.scrollTop = el.scrollHeight;
+  }, [total, keys.length]);
+
   // Not enough to scroll yet: keep loading older pages until the view is full.
   useEffect(() => {
     const el = parentRef.current;
     if (!el || !thread?.ready || thread.loadingOlder || !thread.hasOlder) return;
-    if (el.scrollHeight <= el.clientHeight + NEAR_TOP_PX) void loadOlder(conversationId);
+    // Also when the reader is still at the top after a page came (no scroll event follows).
+    const pinnedTop = !atBottom.current && el.scrollTop < NEAR_TOP_PX;
+    if (el.scrollHeight <= el.clientHeight + NEAR_TOP_PX || pinnedTop) void loadOlder(conversationId);
   }, [thread?.ready, thread?.loadingOlder, thread?.hasOlder, keys.length, conversationId]);
 
   const jump = () => {
