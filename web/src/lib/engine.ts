@@ -272,6 +272,8 @@ async function connect(token: string): Promise<void> {
   s.on('USER_TYPING', (p) => onTyping(p.userId, p.isTyping, (p as { conversationId?: string }).conversationId));
   s.on('ONLINE_USERS', (p) => set({ online: Object.fromEntries(p.userIds.map((id) => [id, true as const])) }));
   s.on('USER_PRESENCE_UPDATE', (p) => void onPresence(p.userId, p.status === 'online', p.lastSeen));
+  // The server missed events for this socket (a cluster link was down): catch up.
+  s.on('RESYNC', () => void sync?.catchUp().catch(() => undefined));
   s.on('RATE_LIMIT_EXCEEDED', (p) => {
     if (p.tempId) rateLimited.set(p.tempId, p.retryAfterMs);
   });
