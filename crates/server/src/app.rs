@@ -248,14 +248,14 @@ type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, PubSub>
 /// The Socket.IO settings of every node, whatever its adapter.
 fn socket_io() -> socketioxide::SocketIoBuilder {
     SocketIo::builder()
-        .max_payload(crate::http::MAX_BODY_BYTES as u64)
+        .max_payload(crate::http::MAX_SOCKET_PAYLOAD_BYTES as u64)
         // Packets a socket may have waiting to be written. Socket.IO drops what does not
         // fit, so this must cover a client's whole window of in-flight sends (each send
         // is answered by an event and an ack). The queue grows on demand.
         .max_buffer_size(8192)
         .ws_read_buffer_size(1024)
-        .ws_max_message_size(crate::http::MAX_BODY_BYTES)
-        .ws_max_frame_size(crate::http::MAX_BODY_BYTES)
+        .ws_max_message_size(crate::http::MAX_SOCKET_PAYLOAD_BYTES)
+        .ws_max_frame_size(crate::http::MAX_SOCKET_PAYLOAD_BYTES)
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
 }

@@ -15,8 +15,16 @@ mod messages;
 mod users;
 pub mod web;
 
-/// Largest request body accepted; larger ones are answered 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body accepted; larger ones are answered 413. Above the largest valid
+/// request: a message of `MessageBody::MAX_CHARS` characters outside the Basic Multilingual
+/// Plane, each JSON-escaped as a surrogate pair (`\ud83d\ude00`, 12 bytes), is 120 kB, so
+/// content over the limit is refused by the domain (400) with a reason, not here.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Largest Socket.IO packet (and WebSocket message) accepted: socket.io's own default, far
+/// above the largest valid event, so an oversized message is answered `VALIDATION_FAILED`
+/// by the domain and the socket stays up. Only a packet beyond this closes the connection.
+pub const MAX_SOCKET_PAYLOAD_BYTES: usize = 1_000_000;
 
 /// Counts every request and its duration by method, declared route and status
 /// (`nexus_http_requests_total`, `nexus_http_request_duration_seconds`).
