@@ -23,6 +23,16 @@ pub struct User {
     pub email: String,
 }
 
+/// One answer of `GET /users?search=`: `email` is shown only for the caller's contacts and
+/// for an exact e-mail match, `null` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserFound {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+}
+
 /// `POST /auth/register` and `POST /auth/login` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]

@@ -4,6 +4,7 @@
 //! Passwords are hashed with argon2id (on the blocking pool: a hash costs tens of
 //! milliseconds of CPU). Access tokens are HS256 JWTs that name the user in `sub`.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::domain::{DisplayName, Email, Password, UserId};
 use crate::error::DomainError;
-use crate::ratelimit::LoginLimiter;
+use crate::ratelimit::{Budgets, LoginLimiter};
 use crate::store::{Store, StoreError, UserRecord};
 
 /// The answer to every failed login, whatever the cause.
@@ -92,7 +93,11 @@ pub struct AccountService {
     store: Store,
     tokens: Tokens,
     login_limiter: Arc<dyn LoginLimiter>,
+    budgets: Arc<Budgets>,
 }
+
+/// Most people one search answers.
+pub const SEARCH_RESULTS: i64 = 20;
 
 impl AccountService {
     pub fn new(store: Store, tokens: Tokens, login_limiter: Arc<dyn LoginLimiter>) -> Self {
@@ -100,6 +105,7 @@ impl AccountService {
             store,
             tokens,
             login_limiter,
+            budgets: Arc::default(),
         }
     }
 
@@ -173,25 +179,55 @@ impl AccountService {
             .ok_or_else(|| DomainError::Unauthorized("Unauthorized".into()))
     }
 
-    /// People to start a conversation with: everyone but `me`, filtered by name or e-mail.
+    /// People to start a conversation with, other than `me`: those whose name contains
+    /// `term` (case-insensitive), and the one whose e-mail is exactly `term`. An e-mail is
+    /// shown only for contacts (who share a conversation with `me`) and for that exact
+    /// match: a search never lists the addresses of strangers. An empty term finds no one.
+    /// At most [`SEARCH_RESULTS`] answers; [`Budgets::SEARCH_PER_MINUTE`] searches a minute.
     pub async fn search(
         &self,
         me: UserId,
         term: Option<&str>,
-    ) -> Result<Vec<wire::User>, DomainError> {
+    ) -> Result<Vec<wire::UserFound>, DomainError> {
         let term = term.unwrap_or("").trim();
         if term.chars().count() > 100 {
             return Err(DomainError::Validation(
                 "search must be at most 100 characters".into(),
             ));
         }
-        Ok(self
+        if term.chars().any(char::is_control) {
+            return Err(DomainError::Validation(
+                "search must not contain control characters".into(),
+            ));
+        }
+        Budgets::take(&self.budgets.search, me, "search")?;
+        if term.is_empty() {
+            return Ok(Vec::new());
+        }
+        let exact = Email::parse(term).ok();
+        let found = self
             .store
-            .search_users(me, term, 50)
-            .await?
-            .iter()
-            .map(UserRecord::public)
+            .search_users(me, term, exact.as_ref(), SEARCH_RESULTS)
+            .await?;
+        let contacts: HashSet<String> = self.store.partners(me).await?.into_iter().collect();
+        Ok(found
+            .into_iter()
+            .map(|u| {
+                let shown =
+                    contacts.contains(&u.id) || exact.as_ref().map(Email::as_str) == Some(&u.email);
+                wire::UserFound {
+                    email: shown.then_some(u.email),
+                    id: u.id,
+                    name: u.name,
+                }
+            })
             .collect())
+    }
+
+    /// Shares `budgets` (searches per user) with the other services.
+    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
+        self
     }
 }
 

@@ -28,7 +28,7 @@ use crate::messaging::MessagingService;
 use crate::metrics::Metrics;
 use crate::presence::{LocalPresence, Presence};
 use crate::push::{Push, PushSettings};
-use crate::ratelimit::{spawn_shrinker, KeyedLimiter};
+use crate::ratelimit::{spawn_budget_shrinker, spawn_shrinker, Budgets, KeyedLimiter};
 use crate::state::{AppState, Services};
 use crate::store::Store;
 
@@ -104,6 +104,8 @@ impl Application {
             None => Arc::new(NoPush),
         };
         let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
+        let budgets = Arc::new(Budgets::new(config.rate_limit_changes_per_minute));
+        spawn_budget_shrinker(&budgets);
 
         let Some(redis_url) = &config.redis_url else {
             let send_limiter = Arc::new(KeyedLimiter::per_minute(
@@ -117,8 +119,10 @@ impl Application {
                 health: Health::new(store.clone(), None),
                 delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
                 push,
-                accounts: AccountService::new(store.clone(), tokens, login_limiter),
-                messaging: MessagingService::new(store.clone(), writer, send_limiter),
+                accounts: AccountService::new(store.clone(), tokens, login_limiter)
+                    .with_budgets(budgets.clone()),
+                messaging: MessagingService::new(store.clone(), writer, send_limiter)
+                    .with_budgets(budgets),
                 presence,
                 metrics: Metrics::new(registry),
                 store,
@@ -150,8 +154,10 @@ impl Application {
             health: Health::new(store.clone(), Some(Arc::new(cluster.link.clone()))),
             delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
             push,
-            accounts: AccountService::new(store.clone(), tokens, cluster.login_limiter.clone()),
-            messaging: MessagingService::new(store.clone(), writer, cluster.send_limiter.clone()),
+            accounts: AccountService::new(store.clone(), tokens, cluster.login_limiter.clone())
+                .with_budgets(budgets.clone()),
+            messaging: MessagingService::new(store.clone(), writer, cluster.send_limiter.clone())
+                .with_budgets(budgets),
             presence,
             metrics: Metrics::new(registry),
             store,

@@ -52,6 +52,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_messages_per_minute: u32,
 
+    /// Edits, deletes and receipts one user may make per minute (a budget of its own, so
+    /// they can neither crowd out sends nor fill the writer's queue).
+    #[arg(long, env = "RATE_LIMIT_CHANGES_PER_MINUTE", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_changes_per_minute: u32,
+
     /// A socket that sends no event for this long is sent `FORCE_DISCONNECT` and closed.
     #[arg(long, env = "IDLE_TIMEOUT_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -274,6 +280,7 @@ impl Config {
             jwt_secret: None,
             jwt_expires_in_seconds: 3600,
             rate_limit_messages_per_minute: 10_000,
+            rate_limit_changes_per_minute: 10_000,
             idle_timeout_seconds: 300,
             frontend_url: None,
             log_format: "text".into(),

@@ -53,6 +53,21 @@ macro_rules! uuid_id {
 uuid_id!(UserId, "user id");
 uuid_id!(MessageId, "message id");
 
+/// Characters that change how the text around them is shown without being seen: the bidi
+/// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069, which make "Ada\u{202E}
+/// nimda" display as "Ada admin"), the zero-width characters and marks (U+200B–U+200F,
+/// U+2060, U+FEFF, U+061C, U+180E). Refused in names, where they serve only to impersonate.
+pub fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}'
+        | '\u{061C}'
+        | '\u{180E}')
+}
+
 /// A lower-cased, trimmed e-mail address of plausible shape (`local@domain.tld`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
@@ -63,7 +78,11 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let s = s.trim().to_lowercase();
         let bad = || Invalid("email must be a valid e-mail address".into());
-        if s.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(char::is_whitespace) {
+        if s.is_empty()
+            || s.len() > Self::MAX_LEN
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible_or_bidi(c))
+        {
             return Err(bad());
         }
         let (local, domain) = s.split_once('@').ok_or_else(bad)?;
@@ -83,7 +102,8 @@ impl Email {
     }
 }
 
-/// A display name: trimmed, 1–100 characters, no control characters.
+/// A display name: trimmed, 1–100 characters, no control characters, no invisible or
+/// direction-changing characters ([`is_invisible_or_bidi`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -103,6 +123,11 @@ impl DisplayName {
         }
         if s.chars().any(char::is_control) {
             return Err(Invalid("name must not contain control characters".into()));
+        }
+        if s.chars().any(is_invisible_or_bidi) {
+            return Err(Invalid(
+                "name must not contain invisible or text-direction characters".into(),
+            ));
         }
         Ok(DisplayName(s.to_string()))
     }
@@ -146,8 +171,9 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Message content: not blank, at most [`MessageBody::MAX_CHARS`] characters. Kept as sent
-/// (no trimming): whitespace inside a message is the sender's choice.
+/// Message content: not blank, at most [`MessageBody::MAX_CHARS`] characters, no NUL
+/// (which PostgreSQL cannot store in text, and which no client means to send). Kept as
+/// sent (no trimming): whitespace inside a message is the sender's choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
 
@@ -163,6 +189,9 @@ impl MessageBody {
                 "content must be at most {} characters",
                 Self::MAX_CHARS
             )));
+        }
+        if s.contains('\0') {
+            return Err(Invalid("content must not contain NUL characters".into()));
         }
         Ok(MessageBody(s.to_string()))
     }
@@ -204,9 +233,12 @@ impl DeviceToken {
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
-        if s.is_empty() || s.len() > Self::MAX_LEN || s.chars().any(char::is_whitespace) {
+        if s.is_empty()
+            || s.len() > Self::MAX_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(Invalid(format!(
-                "deviceToken must be 1-{} characters without spaces",
+                "deviceToken must be 1-{} characters without spaces or control characters",
                 Self::MAX_LEN
             )));
         }
@@ -321,6 +353,35 @@ mod tests {
         assert!(MessageBody::parse(&"é".repeat(MessageBody::MAX_CHARS)).is_ok());
         assert!(MessageBody::parse(&"a".repeat(MessageBody::MAX_CHARS + 1)).is_err());
         assert_eq!(MessageBody::parse(" hi ").unwrap().as_str(), " hi ");
+    }
+
+    #[test]
+    fn nul_bidi_and_invisible_characters_are_refused_where_they_do_harm() {
+        assert!(MessageBody::parse("a\0b").is_err());
+        assert!(MessageBody::parse("tab\tand\nnewline").is_ok());
+        assert!(
+            MessageBody::parse("\u{202E}reversed").is_ok(),
+            "content may quote them"
+        );
+        for name in [
+            "Ada\0",
+            "Ada\u{202E}nimda",
+            "Ad\u{200B}a",
+            "\u{2066}Ada",
+            "Ada\u{FEFF}",
+        ] {
+            assert!(DisplayName::parse(name).is_err(), "{name:?} accepted");
+        }
+        assert!(DisplayName::parse("Zoë Ødegård 李").is_ok());
+        for email in [
+            "a\0@x.org",
+            "a\u{7}b@x.org",
+            "a@x\u{1b}.org",
+            "a\u{200B}@x.org",
+        ] {
+            assert!(Email::parse(email).is_err(), "{email:?} accepted");
+        }
+        assert!(DeviceToken::parse("tok\0en").is_err());
     }
 
     #[test]

@@ -132,7 +132,15 @@ const SERVER_EVENTS: &[&str] = &[
 
 /// The limits whose refusals are counted (`nexus_rate_limited_total{kind}`), shown at 0
 /// from the start so that an alert on their rate has a series to watch.
-pub const LIMIT_KINDS: &[&str] = &["send", "login", "socket_queue"];
+pub const LIMIT_KINDS: &[&str] = &[
+    "send",
+    "login",
+    "socket_queue",
+    "changes",
+    "search",
+    "online_users",
+    "typing",
+];
 
 /// Events counted by name: one counter per known name, found without a lock.
 #[derive(Clone)]

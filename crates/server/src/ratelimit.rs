@@ -80,6 +80,81 @@ impl LoginLimiter for KeyedLimiter<String> {
     }
 }
 
+/// Per-user budgets for what is not a send, each its own GCRA limiter, so that no one of
+/// them can use up another (docs/operations.md, "Limits"). They are node-local: each bounds
+/// what one user can make this node do, and a user spreading sockets over several nodes
+/// gets each node's budget (the writer's queue they protect is per node too).
+pub struct Budgets {
+    /// Edits, deletes and receipts (`RATE_LIMIT_CHANGES_PER_MINUTE`).
+    pub changes: KeyedLimiter<UserId>,
+    /// User searches.
+    pub search: KeyedLimiter<UserId>,
+    /// `GET_ONLINE_USERS`.
+    pub online: KeyedLimiter<UserId>,
+    /// Typing indicators forwarded.
+    pub typing: KeyedLimiter<UserId>,
+}
+
+impl Budgets {
+    /// Searches per user per minute.
+    pub const SEARCH_PER_MINUTE: u32 = 30;
+    /// `GET_ONLINE_USERS` per user per minute.
+    pub const ONLINE_PER_MINUTE: u32 = 30;
+    /// Typing indicators per user per minute (after the per-conversation throttle).
+    pub const TYPING_PER_MINUTE: u32 = 120;
+
+    pub fn new(changes_per_minute: u32) -> Budgets {
+        Budgets {
+            changes: KeyedLimiter::per_minute(changes_per_minute),
+            search: KeyedLimiter::per_minute(Self::SEARCH_PER_MINUTE),
+            online: KeyedLimiter::per_minute(Self::ONLINE_PER_MINUTE),
+            typing: KeyedLimiter::per_minute(Self::TYPING_PER_MINUTE),
+        }
+    }
+
+    /// Consumes one of `user`'s `kind` budget, or refuses (`TooManyAttempts`: HTTP 429,
+    /// `ERROR RATE_LIMITED`), counted on `/metrics` under `kind`.
+    pub fn take(
+        limiter: &KeyedLimiter<UserId>,
+        user: UserId,
+        kind: &'static str,
+    ) -> Result<(), DomainError> {
+        limiter.check_key(&user).map_err(|wait| {
+            crate::metrics::node().limited(kind);
+            DomainError::TooManyAttempts {
+                retry_after_ms: (wait.as_millis() as u64).max(1),
+            }
+        })
+    }
+
+    fn shrink(&self) {
+        for l in [&self.changes, &self.search, &self.online, &self.typing] {
+            l.shrink();
+        }
+    }
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets::new(600)
+    }
+}
+
+/// Drops idle keys of `budgets` every minute, for as long as they are in use.
+pub fn spawn_budget_shrinker(budgets: &Arc<Budgets>) {
+    let weak = Arc::downgrade(budgets);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(b) => b.shrink(),
+                None => return,
+            }
+        }
+    });
+}
+
 /// Starts a task that periodically drops idle keys of the given limiters.
 pub fn spawn_shrinker(send: Arc<KeyedLimiter<UserId>>, login: Arc<KeyedLimiter<String>>) {
     tokio::spawn(async move {

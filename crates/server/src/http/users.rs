@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use nexus_protocol::{Device, User, UserWithDevices, VapidPublicKey, WebPushSubscription};
+use nexus_protocol::{Device, User, UserFound, UserWithDevices, VapidPublicKey, WebPushSubscription};
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -41,7 +41,7 @@ async fn search(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Query(q): Query<SearchQuery>,
-) -> Result<axum::Json<Vec<User>>, ApiError> {
+) -> Result<axum::Json<Vec<UserFound>>, ApiError> {
     Ok(axum::Json(
         state.accounts.search(me, q.search.as_deref()).await?,
     ))

@@ -18,7 +18,7 @@ use crate::clock::{iso, now_ms, parse_iso, Millis};
 use crate::domain::{ClientMessageId, MessageBody, MessageId, UserId};
 use crate::error::DomainError;
 use crate::presence::Presence;
-use crate::ratelimit::SendLimiter;
+use crate::ratelimit::{Budgets, SendLimiter};
 use crate::store::{Store, StoredMessage};
 use notify::{Notification, Payload};
 
@@ -152,6 +152,8 @@ pub struct MessagingService {
     store: Store,
     writer: writer::Writer,
     limiter: Arc<dyn SendLimiter>,
+    /// Edits, deletes, receipts, typing and online lists: budgets of their own.
+    budgets: Arc<Budgets>,
 }
 
 impl MessagingService {
@@ -166,7 +168,14 @@ impl MessagingService {
             store,
             writer,
             limiter,
+            budgets: Arc::default(),
         }
+    }
+
+    /// Shares `budgets` with the other services.
+    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     /// Queues a message from `sender` (deduplicated on `client_message_id`); it is stored
@@ -204,7 +213,9 @@ impl MessagingService {
         })
     }
 
+    /// Queues an edit, delete or receipt, within the actor's budget of changes.
     async fn change(&self, cmd: Command) -> Result<Pending<Outcome>, DomainError> {
+        Budgets::take(&self.budgets.changes, cmd.actor(), "changes")?;
         Ok(Pending {
             ticket: self.writer.enqueue(cmd).await?,
             map: Ok,

@@ -82,11 +82,13 @@ impl Store {
         )
     }
 
-    /// Users other than `me` whose name or e-mail contains `term` (case-insensitive), by name.
+    /// Users other than `me` whose name contains `term` (case-insensitive), or whose
+    /// e-mail is `exact_email`; by name.
     pub async fn search_users(
         &self,
         me: UserId,
         term: &str,
+        exact_email: Option<&Email>,
         limit: i64,
     ) -> Result<Vec<UserRecord>, StoreError> {
         let escaped = term
@@ -97,11 +99,12 @@ impl Store {
         let pattern = format!("%{escaped}%");
         Ok(sqlx::query_as(
             "SELECT id, name, email, password_hash FROM users \
-             WHERE id <> $1 AND (LOWER(name) LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\') \
-             ORDER BY LOWER(name), id LIMIT $3",
+             WHERE id <> $1 AND (LOWER(name) LIKE $2 ESCAPE '\\' OR email = $3) \
+             ORDER BY LOWER(name), id LIMIT $4",
         )
         .bind(me.as_string())
         .bind(pattern)
+        .bind(exact_email.map(Email::as_str).unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.read)
         .await?)

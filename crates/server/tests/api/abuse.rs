@@ -1,0 +1,112 @@
+//! Abuse paths found in review, each closed (docs/operations.md, "Limits"). Every test here
+//! fails against the code before its fix.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, TestApp};
+use crate::on_both_backends;
+
+async fn register_raw(app: &TestApp, name: &str, email: &str) -> reqwest::Response {
+    app.post_json(
+        "/auth/register",
+        &json!({"name": name, "email": email, "password": "correct horse battery"}),
+        None,
+    )
+    .await
+}
+
+on_both_backends! {
+    // A5: NUL made PostgreSQL answer 500 (and fail the writer's whole batch); names could
+    // carry bidi overrides and zero-width characters; e-mails control characters.
+    async fn nul_bidi_zero_width_and_control_characters_are_refused_with_400(app) {
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        let msg = assert_error(app.send(&ada, &bob, "hello\u{0}world").await, StatusCode::BAD_REQUEST).await;
+        assert!(msg.contains("NUL"), "{msg}");
+        let sent = app.send_ok(&ada, &bob, "fine").await;
+        let id = sent["id"].as_str().unwrap();
+        assert_error(app.edit(&ada, id, "bad\u{0}").await, StatusCode::BAD_REQUEST).await;
+
+        for name in ["Eve\u{0}", "Eve\u{202E}nimda", "E\u{200B}ve", "\u{2067}Eve", "Eve\u{FEFF}"] {
+            let email = format!("eve-{}@example.org", uuid::Uuid::new_v4().simple());
+            assert_error(register_raw(&app, name, &email).await, StatusCode::BAD_REQUEST).await;
+        }
+        for email in ["eve\u{0}@example.org", "eve\u{7}@example.org", "eve@exa\u{1b}mple.org"] {
+            assert_error(register_raw(&app, "Eve", email).await, StatusCode::BAD_REQUEST).await;
+            let login = app.post_json("/auth/login", &json!({"email": email, "password": "correct horse battery"}), None).await;
+            assert_error(login, StatusCode::UNAUTHORIZED).await;
+        }
+        let device = app.post_json("/users/fcm/register", &json!({"deviceToken": "tok\u{0}en"}), Some(&ada.token)).await;
+        assert_error(device, StatusCode::BAD_REQUEST).await;
+        let search = app.get("/users?search=Bo%00b", &ada.token).await;
+        assert_error(search, StatusCode::BAD_REQUEST).await;
+
+        // Nothing of it was stored, and the writer still works for everyone.
+        let history = app.conversation(&ada, &bob).await;
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0]["content"], "fine");
+        app.send_ok(&bob, &ada, "still fine").await;
+    }
+
+    // A8: an empty term listed 50 users with their e-mails, and terms matched e-mail
+    // substrings.
+    async fn search_never_lists_the_email_of_a_stranger(app) {
+        let ada = app.register("Ada").await;
+        let bob = app.register("Bobbie").await;
+        let found = app.get_ok("/users?search=bobb", &ada).await;
+        assert_eq!(found.as_array().unwrap().len(), 1);
+        assert_eq!(found[0]["id"], bob.id.as_str());
+        assert_eq!(found[0]["email"], Value::Null, "a stranger's e-mail: {found}");
+
+        // A piece of an e-mail finds no one; the exact e-mail finds its owner, with it.
+        let domain = bob.email.split('@').nth(1).unwrap();
+        assert_eq!(app.get_ok(&format!("/users?search={domain}"), &ada).await, json!([]));
+        let local = bob.email.split('@').next().unwrap();
+        assert_eq!(app.get_ok(&format!("/users?search={local}"), &ada).await, json!([]));
+        let exact = app.get_ok(&format!("/users?search={}", bob.email.to_uppercase()), &ada).await;
+        assert_eq!(exact.as_array().unwrap().len(), 1);
+        assert_eq!(exact[0]["email"], bob.email.as_str());
+
+        // Once they share a conversation, a contact's e-mail is shown.
+        app.send_ok(&ada, &bob, "hi").await;
+        let found = app.get_ok("/users?search=bobb", &ada).await;
+        assert_eq!(found[0]["email"], bob.email.as_str());
+    }
+
+    async fn searches_are_limited_per_user(app) {
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        for i in 0..30 {
+            let resp = app.get(&format!("/users?search=x{i}"), &ada.token).await;
+            assert_eq!(resp.status(), StatusCode::OK, "search {} of 30", i + 1);
+        }
+        let over = app.get("/users?search=x", &ada.token).await;
+        assert!(over.headers().contains_key("retry-after"));
+        assert_error(over, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(app.get("/users?search=x", &bob.token).await.status(), StatusCode::OK, "another user is not affected");
+    }
+
+    // A2: edits, deletes and receipts had no limit: one client could fill the writer's
+    // queue. Now a budget of their own (RATE_LIMIT_CHANGES_PER_MINUTE), apart from sends.
+    async fn edits_deletes_and_receipts_share_a_budget_apart_from_sends(app, config: |c: &mut nexus::config::Config| c.rate_limit_changes_per_minute = 5) {
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        let mut m = Vec::new();
+        for i in 0..3 {
+            m.push(app.send_ok(&ada, &bob, &format!("m{i}")).await["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(app.edit(&ada, &m[0], "v2").await.status(), StatusCode::OK);
+        assert_eq!(app.edit(&ada, &m[0], "v3").await.status(), StatusCode::OK);
+        assert_eq!(app.delete(&ada, &m[1]).await.status(), StatusCode::OK);
+        assert_eq!(app.mark(&ada, &m[2], "read").await.status(), StatusCode::FORBIDDEN, "refused by a rule: still counted");
+        assert_eq!(app.edit(&ada, &m[2], "5th").await.status(), StatusCode::OK, "the 5th change passes");
+        let over = app.edit(&ada, &m[2], "6th").await;
+        assert!(over.headers().contains_key("retry-after"));
+        assert_error(over, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_error(app.mark(&ada, &m[2], "read").await, StatusCode::TOO_MANY_REQUESTS).await;
+
+        // Sends have their own budget; the other user has theirs.
+        app.send_ok(&ada, &bob, "a send still passes").await;
+        assert_eq!(app.mark(&bob, &m[2], "read").await.status(), StatusCode::OK);
+        let history = app.conversation(&ada, &bob).await;
+        assert_eq!(history.iter().filter(|h| h["content"] == "6th").count(), 0, "the refused edit changed nothing");
+    }
+}
