@@ -44,12 +44,12 @@ pub struct Config {
 
     /// Access-token lifetime in seconds.
     #[arg(long, env = "JWT_EXPIRES_IN_SECONDS", default_value_t = 604_800,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_LIFETIME_SECS))]
     pub jwt_expires_in_seconds: u64,
 
     /// Messages one user may send per minute, across all of their sockets and REST calls.
     #[arg(long, env = "RATE_LIMIT_MESSAGES_PER_MINUTE", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
     pub rate_limit_messages_per_minute: u32,
 
     /// Edits, deletes and receipts one user may make per minute (a budget of its own, so
@@ -60,7 +60,7 @@ pub struct Config {
 
     /// A socket that sends no event for this long is sent `FORCE_DISCONNECT` and closed.
     #[arg(long, env = "IDLE_TIMEOUT_SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_seconds: u64,
 
     /// CORS origin allowed for HTTP and Socket.IO (e.g. `http://localhost:5173`).
@@ -80,7 +80,7 @@ pub struct Config {
 
     /// Maximum number of database connections.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(2..))]
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub database_max_connections: u32,
 
     /// FCM HTTP v1: the service-account key file's JSON (Firebase console → Project
@@ -164,6 +164,9 @@ pub enum Command {
     /// Print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY and its public key) and exit.
     VapidKeys,
 }
+
+/// The longest access-token lifetime accepted: a year.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 
 /// A configuration error, reported as one line before exiting with status 1.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +331,36 @@ mod tests {
         let mut c = base();
         c.database_url = "mysql://localhost/db".into();
         assert!(c.validate().is_err());
+    }
+
+    /// Values near `u64::MAX` once overflowed a socket's deadline and panicked its task.
+    #[test]
+    fn every_numeric_setting_has_an_upper_bound() {
+        let huge = u64::MAX.to_string();
+        for (flag, max) in [
+            (
+                "--jwt-expires-in-seconds",
+                MAX_TOKEN_LIFETIME_SECS.to_string(),
+            ),
+            ("--idle-timeout-seconds", "86400".into()),
+            ("--rate-limit-messages-per-minute", "1000000000".into()),
+            ("--rate-limit-changes-per-minute", "1000000".into()),
+            ("--database-max-connections", "1000".into()),
+        ] {
+            assert!(
+                Config::try_parse_from(["nexus", flag, &huge]).is_err(),
+                "{flag} {huge}"
+            );
+            let over = (max.parse::<u64>().unwrap() + 1).to_string();
+            assert!(
+                Config::try_parse_from(["nexus", flag, &over]).is_err(),
+                "{flag} {over}"
+            );
+            assert!(
+                Config::try_parse_from(["nexus", flag, &max]).is_ok(),
+                "{flag} {max}"
+            );
+        }
     }
 
     #[test]

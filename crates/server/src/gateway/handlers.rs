@@ -191,7 +191,9 @@ async fn serve<A: Adapter>(
     let token_left = session
         .expires_at_secs
         .saturating_sub((now_ms() / 1000).max(0) as u64);
-    let expiry = Instant::now() + std::time::Duration::from_secs(token_left);
+    let expiry = Instant::now()
+        .checked_add(std::time::Duration::from_secs(token_left))
+        .unwrap_or(deadline);
     let mut in_flight: FuturesOrdered<InFlight<A>> = FuturesOrdered::new();
     let (mut closing, mut drained) = (false, false);
     while !(drained && in_flight.is_empty()) {

@@ -138,6 +138,10 @@ impl Store {
         } else {
             (Backend::Postgres, database_url.to_string())
         };
+        if backend == Backend::Sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
+            private_file(SqliteConnectOptions::from_str(&url)?.get_filename())
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
         let options = AnyConnectOptions::from_str(&url)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
@@ -398,6 +402,39 @@ async fn checkpoint_pass(pool: &AnyPool) -> Option<(i64, i64)> {
             None
         }
     }
+}
+
+/// Creates the SQLite file readable by its owner only (mode 0600) when it does not exist:
+/// it holds every message and, unless `JWT_SECRET` is set, the secret that signs tokens.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode. An existing file that
+/// others may read is left as it is, with a warning.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        file = %path.display(),
+                        mode = format!("{:o}", mode & 0o777),
+                        "the database file is readable by other users (chmod 600 it)"
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// `sqlite://nexus.db` → a URL that creates the file when missing.

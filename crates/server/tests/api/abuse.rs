@@ -110,3 +110,22 @@ on_both_backends! {
         assert_eq!(history.iter().filter(|h| h["content"] == "6th").count(), 0, "the refused edit changed nothing");
     }
 }
+
+/// A12: the SQLite file (with every message and the generated JWT secret) and its WAL were
+/// created readable by everyone (0644).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_file_and_its_wal_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |_| {})
+        .await
+        .unwrap();
+    let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+    app.send_ok(&ada, &bob, "a write, so that the WAL exists")
+        .await;
+    let db = app.db_file().unwrap();
+    for file in [db.clone(), format!("{db}-wal"), format!("{db}-shm")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+}

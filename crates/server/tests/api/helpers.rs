@@ -180,6 +180,11 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// The SQLite file of this app's database (`None` on PostgreSQL).
+    pub fn db_file(&self) -> Option<String> {
+        self._db.url.strip_prefix("sqlite://").map(str::to_string)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
