@@ -49,3 +49,15 @@ def test_the_largest_valid_message_passes_both_transports_and_rest(server, pair)
     r = server.http("POST", "/messages", token=pair["alice"].token, data=over,
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "10000" in r.json()["message"], r.text[:200]
+
+
+def test_online_users_is_limited_per_user(pair):
+    """GET_ONLINE_USERS could be spammed (each call copied and sorted the whole map)."""
+    a = pair["a"]
+    for i in range(30):
+        answer = a.call("GET_ONLINE_USERS")
+        assert "userIds" in answer, f"call {i + 1} of 30: {answer}"
+    refused = a.call("GET_ONLINE_USERS")
+    assert refused["code"] == "RATE_LIMITED" and refused["event"] == "GET_ONLINE_USERS", refused
+    assert "userIds" in pair["b"].call("GET_ONLINE_USERS"), "another user is not affected"
+    a.health()

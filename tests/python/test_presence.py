@@ -6,6 +6,13 @@ from conftest import is_iso_ms, wait_until
 
 SETTLE = 0.3
 TYPING_TTL = 5.0
+TYPING_THROTTLE = 2.0
+
+
+def _contacts(server, a, b):
+    """Typing goes only to people who share a conversation: give them one."""
+    r = server.http("POST", "/messages", token=a.token, json={"receiverId": b.id, "content": "hi"})
+    assert r.status_code == 201, r.text
 
 
 def _typing_from(user):
@@ -14,6 +21,8 @@ def _typing_from(user):
 
 def test_typing_start_and_stop_reach_the_receiver_only(server, connect, transport):
     alice, bob = server.register("alice"), server.register("bob")
+    _contacts(server, alice, bob)
+    before = server.cursor(bob)
     a = connect(alice, transport, label="alice")
     a_other = connect(alice, transport, label="alice-2")
     b = connect(bob, transport, label="bob")
@@ -28,7 +37,7 @@ def test_typing_start_and_stop_reach_the_receiver_only(server, connect, transpor
     for peer in (a, a_other):
         peer.assert_none("USER_TYPING", within=SETTLE)
     assert len(b.received("USER_TYPING")) == 2
-    assert server.cursor(bob) == 0  # typing is not stored
+    assert server.cursor(bob) == before  # typing is not stored
 
 
 def test_typing_expires_after_five_seconds_without_refresh(server, connect):
@@ -36,6 +45,8 @@ def test_typing_expires_after_five_seconds_without_refresh(server, connect):
     transports) sees alice's indicator drop ~5 s after her *last* refresh, and carol's stop is
     not followed by a second, stale expiry."""
     alice, carol, bob = server.register("alice"), server.register("carol"), server.register("bob")
+    _contacts(server, alice, bob)
+    _contacts(server, carol, bob)
     a = connect(alice, "websocket", label="alice")
     c = connect(carol, "polling", label="carol")
     b_ws = connect(bob, "websocket", label="bob-ws")
@@ -45,7 +56,7 @@ def test_typing_expires_after_five_seconds_without_refresh(server, connect):
     a.call("TYPING_START", {"receiverId": bob.id})
     c.call("TYPING_START", {"receiverId": bob.id})
     c.call("TYPING_STOP", {"receiverId": bob.id})
-    time.sleep(1.5)
+    time.sleep(TYPING_THROTTLE + 0.3)  # a refresh inside the throttle is not forwarded
     refreshed = time.monotonic()
     a.call("TYPING_START", {"receiverId": bob.id})
 
@@ -64,6 +75,26 @@ def test_typing_expires_after_five_seconds_without_refresh(server, connect):
         carols = [p["isTyping"] for p in b.received("USER_TYPING", _typing_from(carol))]
         assert carols == [True, False]
     assert time.monotonic() - t0 > TYPING_TTL  # carol's expiry would have fired by now
+
+
+def test_typing_goes_only_to_contacts_throttled_and_the_stop_follows(server, connect, transport):
+    """A stranger gets no indicator (FORBIDDEN); a contact gets one start for a burst of
+    keystrokes, then the stop."""
+    alice, bob, eve = server.register("alice"), server.register("bob"), server.register("eve")
+    _contacts(server, alice, bob)
+    a = connect(alice, transport, label="alice")
+    b = connect(bob, transport, label="bob")
+    e = connect(eve, transport, label="eve")
+
+    refused = a.call("TYPING_START", {"receiverId": eve.id})
+    assert refused["code"] == "FORBIDDEN", refused
+    for _ in range(10):
+        a.call("TYPING_START", {"receiverId": bob.id})
+    a.call("TYPING_STOP", {"receiverId": bob.id})
+    b.wait_for("USER_TYPING", lambda p: not p["isTyping"])
+    assert [p["isTyping"] for p in b.received("USER_TYPING")] == [True, False]
+    e.assert_none("USER_TYPING", within=SETTLE)
+    a.health()
 
 
 def test_online_users_lists_connected_contacts_only(server, connect, transport):

@@ -79,8 +79,8 @@ CASES = [
      "VALIDATION_FAILED", None),
     ("typing_to_self", "TYPING_START", lambda c: {"receiverId": c["alice"].id},
      "VALIDATION_FAILED", None),
-    ("typing_unknown_receiver", "TYPING_STOP", lambda c: {"receiverId": _unknown()}, "NOT_FOUND",
-     None),
+    ("typing_unknown_receiver", "TYPING_START", lambda c: {"receiverId": _unknown()},
+     "FORBIDDEN", None),
     ("unknown_event", "SEND_EVERYTHING", lambda c: {}, "VALIDATION_FAILED", None),
 ]
 

@@ -411,8 +411,10 @@ async fn announce<A: Adapter>(gateway: &Gateway, s: &SocketRef<A>, committed: Co
     }
 }
 
-/// `TYPING_START` / `TYPING_STOP`: tell the receiver; a start expires by itself after
-/// [`TYPING_TTL`] unless refreshed.
+/// `TYPING_START` / `TYPING_STOP`: tell the receiver, if the domain allows it (someone
+/// the typist shares a conversation with, within the typist's budget). Refreshes inside
+/// [`super::typing::TYPING_THROTTLE`] are not forwarded; a start expires by itself after [`TYPING_TTL`]
+/// unless refreshed; a stop is forwarded only when a start was.
 async fn typing(
     gateway: &Arc<Gateway>,
     user: UserId,
@@ -427,25 +429,39 @@ async fn typing(
     let t: Typing = decode(event, data)?;
     let messaging = &gateway.state.messaging;
     let to = messaging.typing_target(user, &t.receiver_id).await?;
+    let (from_key, to_key) = (user.as_string(), to.as_string());
     let notification = messaging.typing_notification(user, to, is_typing);
     let payload = to_value(&notification.payload);
-    let (from_key, to_key) = (user.as_string(), to.as_string());
-    let generation = gateway.typing.bump(&from_key, &to_key);
-    gateway
-        .state
-        .delivery
-        .send(vec![notification], Origin::Http)
-        .await;
-    if is_typing {
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(TYPING_TTL).await;
-            if gateway.typing.expire(&from_key, &to_key, generation) {
-                let stop = gateway.state.messaging.typing_notification(user, to, false);
-                gateway.state.delivery.send(vec![stop], Origin::Http).await;
-            }
-        });
+    if !is_typing {
+        if gateway.typing.stop(&from_key, &to_key) {
+            gateway
+                .state
+                .delivery
+                .send(vec![notification], Origin::Http)
+                .await;
+        }
+        return Ok(payload);
     }
+    let start = gateway.typing.start(&from_key, &to_key);
+    if start.forward {
+        if let Err(e) = messaging.may_show_typing(user, to, start.new).await {
+            gateway.typing.forget(&from_key, &to_key);
+            return Err(e);
+        }
+        gateway
+            .state
+            .delivery
+            .send(vec![notification], Origin::Http)
+            .await;
+    }
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(TYPING_TTL).await;
+        if gateway.typing.expire(&from_key, &to_key, start.generation) {
+            let stop = gateway.state.messaging.typing_notification(user, to, false);
+            gateway.state.delivery.send(vec![stop], Origin::Http).await;
+        }
+    });
     Ok(payload)
 }
 

@@ -430,17 +430,37 @@ impl MessagingService {
         })
     }
 
-    /// Whom `from` may show a typing indicator to: an existing user other than themself.
+    /// The user a typing indicator names (a UUID, not the typist).
     pub async fn typing_target(&self, from: UserId, to: &str) -> Result<UserId, DomainError> {
         let to = UserId::parse(to)
             .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
         if to == from {
             return Err(DomainError::Validation("cannot type to yourself".into()));
         }
-        if self.store.user_by_id(to).await?.is_none() {
-            return Err(DomainError::NotFound("receiver not found".into()));
-        }
         Ok(to)
+    }
+
+    /// Whether `from` may show `to` a typing indicator now: within `from`'s budget, and,
+    /// for an indicator not shown yet (`new`), only to someone they share a conversation
+    /// with (a stranger learns nothing from typing).
+    pub async fn may_show_typing(
+        &self,
+        from: UserId,
+        to: UserId,
+        new: bool,
+    ) -> Result<(), DomainError> {
+        Budgets::take(&self.budgets.typing, from, "typing")?;
+        if new
+            && !self
+                .presence_audience(from)
+                .await?
+                .contains(&to.as_string())
+        {
+            return Err(DomainError::Forbidden(
+                "you can only show typing to someone you share a conversation with".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// `USER_TYPING` for `to`, once [`MessagingService::typing_target`] allowed it.
@@ -493,6 +513,7 @@ impl MessagingService {
         me: UserId,
         presence: &dyn Presence,
     ) -> Result<Vec<String>, DomainError> {
+        Budgets::take(&self.budgets.online, me, "online_users")?;
         let contacts: Vec<UserId> = self
             .presence_audience(me)
             .await?
