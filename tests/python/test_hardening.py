@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import TRANSPORTS, Peer
+from conftest import TRANSPORTS, Peer, start_server, wait_until
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
@@ -61,3 +61,46 @@ def test_online_users_is_limited_per_user(pair):
     assert refused["code"] == "RATE_LIMITED" and refused["event"] == "GET_ONLINE_USERS", refused
     assert "userIds" in pair["b"].call("GET_ONLINE_USERS"), "another user is not affected"
     a.health()
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory):
+    """A server holding at most 3 sockets per user and 5 in all."""
+    s = start_server(tmp_path_factory, "capped", MAX_SOCKETS_PER_USER=3, MAX_CONNECTIONS=5)
+    yield s
+    s.stop()
+
+
+def _refused(peer) -> str:
+    try:
+        peer.connect(wait_success=False)
+    except Exception:  # python-socketio raises ConnectionError after connect_error
+        pass
+    assert not peer.connected
+    assert peer.connect_errors, "no connect_error"
+    data = peer.connect_errors[-1]
+    return data.get("message", "") if isinstance(data, dict) else str(data)
+
+
+def test_sockets_per_user_and_per_node_are_capped_at_connect(capped, transport):
+    ada, bob = capped.register("ada"), capped.register("bob")
+    peers = []
+    try:
+        for i in range(3):
+            peers.append(Peer(capped, ada, transport, f"ada-{i}").connect())
+        fourth = Peer(capped, ada, transport, "ada-3")
+        assert "too many connections" in _refused(fourth)
+        # The refusal is per user: bob connects, up to the node's 5.
+        peers.append(Peer(capped, bob, transport, "bob-0").connect())
+        peers.append(Peer(capped, bob, transport, "bob-1").connect())
+        sixth = Peer(capped, bob, transport, "bob-2")
+        assert "connection limit" in _refused(sixth)
+        # A socket that goes frees its place.
+        peers.pop(0).close()
+        wait_until(lambda: "nexus_sockets_connected 4" in capped.http("GET", "/metrics").text,
+                   message="the closed socket is gone")
+        peers.append(Peer(capped, ada, transport, "ada-again").connect())
+        peers[-1].health()
+    finally:
+        for p in peers:
+            p.close()

@@ -103,7 +103,6 @@ impl Application {
             None if push.is_on() => Arc::new(push.clone()),
             None => Arc::new(NoPush),
         };
-        let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
         let budgets = Arc::new(Budgets::new(config.rate_limit_changes_per_minute));
         spawn_budget_shrinker(&budgets);
 
@@ -127,7 +126,7 @@ impl Application {
                 metrics: Metrics::new(registry),
                 store,
             });
-            gateway::register(&io, state.clone(), idle_timeout);
+            gateway::register_with(&io, state.clone(), gateway::Settings::from_config(&config));
             return Application::serve_with(&config, state, io_layer).await;
         };
 
@@ -162,7 +161,8 @@ impl Application {
             metrics: Metrics::new(registry),
             store,
         });
-        if let Err(e) = gateway::register(&io, state.clone(), idle_timeout).await {
+        let settings = gateway::Settings::from_config(&config);
+        if let Err(e) = gateway::register_with(&io, state.clone(), settings).await {
             return Err(StartError::Redis(e.to_string()));
         }
         cluster::spawn_heartbeats(state.clone());

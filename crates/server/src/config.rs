@@ -63,6 +63,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_seconds: u64,
 
+    /// Sockets one user may have connected to this node at once; one more is refused at
+    /// connect (`connect_error`).
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_sockets_per_user: u32,
+
+    /// Sockets this node holds at most (all users); unset: no limit but the process's
+    /// file limit. One more is refused at connect (`connect_error`).
+    #[arg(long, env = "MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_connections: Option<u32>,
+
     /// CORS origin allowed for HTTP and Socket.IO (e.g. `http://localhost:5173`).
     #[arg(long, env = "FRONTEND_URL")]
     pub frontend_url: Option<String>,
@@ -285,6 +297,8 @@ impl Config {
             rate_limit_messages_per_minute: 10_000,
             rate_limit_changes_per_minute: 10_000,
             idle_timeout_seconds: 300,
+            max_sockets_per_user: 10,
+            max_connections: None,
             frontend_url: None,
             log_format: "text".into(),
             database_max_connections: 8,

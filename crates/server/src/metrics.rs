@@ -227,9 +227,9 @@ impl NodeMetrics {
             rate_limited.get_or_create_owned(&KindLabel { kind });
         }
         let connections_refused: Family<ReasonLabel, Counter> = Family::default();
-        connections_refused.get_or_create_owned(&ReasonLabel {
-            reason: "unauthorized",
-        });
+        for reason in ["unauthorized", "too_many_sockets", "node_full"] {
+            connections_refused.get_or_create_owned(&ReasonLabel { reason });
+        }
         NodeMetrics {
             sockets: Gauge::default(),
             connections_refused,

@@ -121,6 +121,7 @@ pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, 
     let gateway = gateway.clone();
     s.on_disconnect(async move |_s: SocketRef<A>| {
         metrics::node().sockets.dec();
+        gateway.sockets.release(user);
         closed.notify_one();
         if gateway.state.presence.disconnect(user, &socket_id).await {
             announce_presence(&gateway, user, PresenceStatus::Offline).await;

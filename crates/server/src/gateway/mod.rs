@@ -21,6 +21,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use socketioxide_core::adapter::{CoreAdapter, DefinedAdapter};
 
+use crate::domain::UserId;
 use crate::state::AppState;
 
 mod handlers;
@@ -60,6 +61,74 @@ struct Gateway {
     state: AppState,
     idle_timeout: Duration,
     typing: Typing,
+    sockets: Sockets,
+}
+
+/// How many sockets a gateway admits, and how many it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A socket silent this long is told `FORCE_DISCONNECT {reason: "idle_timeout"}`.
+    pub idle_timeout: Duration,
+    /// Sockets one user may have connected to this node (`MAX_SOCKETS_PER_USER`).
+    pub max_sockets_per_user: u32,
+    /// Sockets this node holds at most (`MAX_CONNECTIONS`).
+    pub max_connections: Option<u32>,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
+            max_sockets_per_user: config.max_sockets_per_user,
+            max_connections: config.max_connections,
+        }
+    }
+}
+
+/// The sockets held, per user and in all, counted when admitted and when gone. (A std
+/// `Mutex`: each critical section is a map operation.)
+struct Sockets {
+    /// Sockets per user, and in all.
+    held: std::sync::Mutex<(std::collections::HashMap<UserId, u32>, u32)>,
+    max_per_user: u32,
+    max_total: Option<u32>,
+}
+
+/// Why a connection was refused, as its `connect_error` says.
+const TOO_MANY_SOCKETS: &str = "too many connections for this user";
+const NODE_FULL: &str = "server is at its connection limit, retry later";
+
+impl Sockets {
+    /// Counts one more socket of `user`, or says why not.
+    fn admit(&self, user: UserId) -> Result<(), &'static str> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, total) = &mut *held;
+        if self.max_total.is_some_and(|max| *total >= max) {
+            crate::metrics::node().refused("node_full");
+            return Err(NODE_FULL);
+        }
+        let n = map.entry(user).or_insert(0);
+        if *n >= self.max_per_user {
+            crate::metrics::node().refused("too_many_sockets");
+            return Err(TOO_MANY_SOCKETS);
+        }
+        *n += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    /// Forgets one socket of `user`.
+    fn release(&self, user: UserId) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, total) = &mut *held;
+        if let Some(n) = map.get_mut(&user) {
+            *n -= 1;
+            *total -= 1;
+            if *n == 0 {
+                map.remove(&user);
+            }
+        }
+    }
 }
 
 /// Registers the `/ws` namespace on `io`. A socket silent for `idle_timeout` is told
@@ -70,10 +139,29 @@ pub fn register<A: Adapter + DefinedAdapter>(
     state: AppState,
     idle_timeout: Duration,
 ) -> <A as CoreAdapter<socketioxide::adapter::Emitter>>::InitRes {
+    let settings = Settings {
+        idle_timeout,
+        max_sockets_per_user: 10,
+        max_connections: None,
+    };
+    register_with(io, state, settings)
+}
+
+/// [`register`] with every setting of the gateway.
+pub fn register_with<A: Adapter + DefinedAdapter>(
+    io: &SocketIo<A>,
+    state: AppState,
+    settings: Settings,
+) -> <A as CoreAdapter<socketioxide::adapter::Emitter>>::InitRes {
     let gateway = Arc::new(Gateway {
         state,
-        idle_timeout,
+        idle_timeout: settings.idle_timeout,
         typing: Typing::default(),
+        sockets: Sockets {
+            held: Default::default(),
+            max_per_user: settings.max_sockets_per_user,
+            max_total: settings.max_connections,
+        },
     });
     let auth_gateway = gateway.clone();
     let auth = async move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
@@ -118,6 +206,8 @@ async fn authenticate<A: Adapter>(
         .tokens()
         .verify_session(&token)
         .map_err(|_| unauthorized(()))?;
+    // Counted here, released by the disconnect handler `admit` sets up.
+    gateway.sockets.admit(session.user)?;
     handlers::admit(gateway, s, session).await;
     Ok(())
 }
