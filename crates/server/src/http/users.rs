@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use nexus_protocol::{Device, User, UserFound, UserWithDevices, VapidPublicKey, WebPushSubscription};
+use nexus_protocol::{
+    Device, User, UserFound, UserWithDevices, VapidPublicKey, WebPushSubscription,
+};
 use serde::Deserialize;
 
 use super::error::ApiError;
