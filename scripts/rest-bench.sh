@@ -9,7 +9,7 @@ url=${1:-sqlite:///tmp/nexus-rest-bench/nexus.db}
 secs=${2:-10}
 port=3917
 if [[ $url == sqlite://* ]]; then rm -rf /tmp/nexus-rest-bench; mkdir -p /tmp/nexus-rest-bench; fi
-DATABASE_URL=$url PORT=$port HOST=127.0.0.1 RUST_LOG=warn RATE_LIMIT_MESSAGES_PER_MINUTE=100000000 \
+DATABASE_URL=$url PORT=$port HOST=127.0.0.1 RUST_LOG=warn RATE_LIMIT_MESSAGES_PER_MINUTE=100000000 RATE_LIMIT_AUTH_PER_IP_PER_MINUTE=1000000 \
   ${NEXUS_WRAP:-} ./target/release/nexus & pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 echo "nexus pid $pid"

@@ -36,6 +36,8 @@ export async function startServer(env = {}) {
       PORT: String(port),
       RUST_LOG: 'warn',
       RATE_LIMIT_MESSAGES_PER_MINUTE: '10000',
+      // every test user registers from 127.0.0.1
+      RATE_LIMIT_AUTH_PER_IP_PER_MINUTE: '100000',
       ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],

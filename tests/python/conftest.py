@@ -87,7 +87,8 @@ _CONFIG_VARS = {
     "PORT", "HOST", "DATABASE_URL", "REDIS_URL", "JWT_SECRET", "JWT_EXPIRES_IN_SECONDS",
     "RATE_LIMIT_MESSAGES_PER_MINUTE", "IDLE_TIMEOUT_SECONDS", "FRONTEND_URL", "LOG_FORMAT",
     "DATABASE_MAX_CONNECTIONS", "RUST_LOG", "RATE_LIMIT_CHANGES_PER_MINUTE",
-    "MAX_SOCKETS_PER_USER", "MAX_CONNECTIONS",
+    "MAX_SOCKETS_PER_USER", "MAX_CONNECTIONS", "RATE_LIMIT_AUTH_PER_IP_PER_MINUTE",
+    "TRUST_X_FORWARDED_FOR",
 }
 
 
@@ -239,6 +240,8 @@ def start_server(tmp_path_factory, name: str = "nexus", workdir: Path | None = N
             PORT=str(port),
             RUST_LOG="warn",
             JWT_SECRET=JWT_SECRET,
+            # every test user registers from 127.0.0.1
+            RATE_LIMIT_AUTH_PER_IP_PER_MINUTE="100000",
         )
         env.update({k: str(v) for k, v in extra_env.items()})
         log_path = workdir / "server.log"

@@ -29,7 +29,9 @@ receiver exactly once and in order (a sequence number travels in the content). E
 0 passed, 1 correctness failure (loss, duplication, reordering, refused sends, dropped
 connections), 2 could not run.
 
-The server must allow the send rate: start it with RATE_LIMIT_MESSAGES_PER_MINUTE=100000000.";
+The server must allow the send rate: start it with RATE_LIMIT_MESSAGES_PER_MINUTE=100000000
+(and, since every
+simulated user registers from this machine, RATE_LIMIT_AUTH_PER_IP_PER_MINUTE=1000000).";
 
 #[derive(Parser, Debug)]
 #[command(name = "nexus-bench", version, about = ABOUT, long_about = LONG_ABOUT)]

@@ -74,6 +74,7 @@ impl Server {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("RATE_LIMIT_MESSAGES_PER_MINUTE", per_minute.to_string())
+            .env("RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "1000000")
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())

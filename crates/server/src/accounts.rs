@@ -5,6 +5,7 @@
 //! milliseconds of CPU). Access tokens are HS256 JWTs that name the user in `sub`.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::now_ms;
 use crate::domain::{DisplayName, Email, Password, UserId};
 use crate::error::DomainError;
-use crate::ratelimit::{Budgets, LoginLimiter};
+use crate::ratelimit::{Budgets, LoginGuard, LoginLimiter};
 use crate::store::{Store, StoreError, UserRecord};
 
 /// The answer to every failed login, whatever the cause.
@@ -92,21 +93,53 @@ impl Tokens {
 pub struct AccountService {
     store: Store,
     tokens: Tokens,
-    login_limiter: Arc<dyn LoginLimiter>,
+    guard: Arc<LoginGuard>,
     budgets: Arc<Budgets>,
+    /// `TRUST_X_FORWARDED_FOR`: whether a request's client address is the last one of its
+    /// `X-Forwarded-For` header (set by the balancer in front) rather than its peer.
+    trust_forwarded_for: bool,
 }
+
+/// Logins (and registrations) per client address and minute, by default.
+pub const DEFAULT_AUTH_PER_IP: u32 = 20;
 
 /// Most people one search answers.
 pub const SEARCH_RESULTS: i64 = 20;
 
 impl AccountService {
+    /// `login_limiter` counts failed logins per e-mail; the per-address limits are
+    /// node-local ones at [`DEFAULT_AUTH_PER_IP`] until [`AccountService::with_per_ip`].
     pub fn new(store: Store, tokens: Tokens, login_limiter: Arc<dyn LoginLimiter>) -> Self {
+        let local = LoginGuard::local(DEFAULT_AUTH_PER_IP);
         AccountService {
             store,
             tokens,
-            login_limiter,
+            guard: Arc::new(LoginGuard::new(
+                local.per_ip_logins,
+                local.per_ip_registrations,
+                login_limiter,
+            )),
             budgets: Arc::default(),
+            trust_forwarded_for: false,
         }
+    }
+
+    /// Logins and registrations per client address and minute (node-local limiters), and
+    /// whether the address comes from `X-Forwarded-For`.
+    pub fn with_per_ip(mut self, per_minute: u32, trust_forwarded_for: bool) -> Self {
+        let local = LoginGuard::local(per_minute);
+        self.guard = Arc::new(LoginGuard::new(
+            local.per_ip_logins,
+            local.per_ip_registrations,
+            self.guard.failures.clone(),
+        ));
+        self.trust_forwarded_for = trust_forwarded_for;
+        self
+    }
+
+    /// See [`AccountService::with_per_ip`].
+    pub fn trusts_forwarded_for(&self) -> bool {
+        self.trust_forwarded_for
     }
 
     pub fn tokens(&self) -> &Tokens {
@@ -119,10 +152,12 @@ impl AccountService {
         name: &str,
         email: &str,
         password: &str,
+        client: IpAddr,
     ) -> Result<wire::AuthResponse, DomainError> {
         let name = DisplayName::parse(name)?;
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
+        self.guard.before_registration(client).await?;
         let hash = hash_password(password).await?;
         let user = match self
             .store
@@ -139,19 +174,17 @@ impl AccountService {
     }
 
     /// One answer for an unknown e-mail and a wrong password; both cost one argon2 verify.
-    /// Attempts per e-mail are limited (10 a minute).
+    /// Limited per client address and, for failures only, per e-mail ([`LoginGuard`]).
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn login(
         &self,
         email: &str,
         password: &str,
+        client: IpAddr,
     ) -> Result<wire::AuthResponse, DomainError> {
         let bad = || DomainError::Unauthorized(BAD_CREDENTIALS.into());
         let key = email.trim().to_lowercase();
-        self.login_limiter
-            .check(&key)
-            .await
-            .inspect_err(|_| crate::metrics::node().limited("login"))?;
+        self.guard.before_login(&key, client).await?;
         let user = match Email::parse(email) {
             Ok(e) => self.store.user_by_email(&e).await?,
             Err(_) => None,
@@ -160,7 +193,10 @@ impl AccountService {
         let ok = verify_password(password.to_string(), hash).await?;
         match user {
             Some(u) if ok => self.answer(&u),
-            _ => Err(bad()),
+            _ => {
+                self.guard.failed(&key, client).await?;
+                Err(bad())
+            }
         }
     }
 
@@ -231,15 +267,64 @@ impl AccountService {
     }
 }
 
-/// Argon2 hashes run at most this many at once: each takes 19 MiB and tens of milliseconds
-/// of a core, so a burst of registrations or logins queues here instead of exhausting
-/// memory and starving the rest of the server.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Argon2 hashes run at most [`HashGate::SLOTS`] at once: each takes 19 MiB and tens of
+/// milliseconds of a core. A burst waits for a slot, but no more than
+/// [`HashGate::MAX_WAITING`] requests wait and none longer than [`HashGate::MAX_WAIT`]:
+/// beyond, the request is refused at once (429, `Retry-After`) instead of queueing for
+/// minutes while every real login waits behind it.
+pub struct HashGate {
+    slots: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+    max_wait: std::time::Duration,
+}
 
-/// A hashing slot; the wait is counted on `/metrics` (`nexus_password_hashes_waiting`).
+impl HashGate {
+    pub const SLOTS: usize = 2;
+    pub const MAX_WAITING: usize = 32;
+    pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub const fn new(slots: usize, max_waiting: usize, max_wait: std::time::Duration) -> HashGate {
+        HashGate {
+            slots: tokio::sync::Semaphore::const_new(slots),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting,
+            max_wait,
+        }
+    }
+
+    /// A slot, or a refusal when too many wait or the wait is too long. The waiters are
+    /// shown on `/metrics` (`nexus_password_hashes_waiting`).
+    pub async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DomainError> {
+        use std::sync::atomic::Ordering;
+        let busy = || {
+            crate::metrics::node().limited("password_hashing");
+            DomainError::TooManyAttempts {
+                retry_after_ms: 1000,
+            }
+        };
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy());
+        }
+        let _shown = crate::metrics::GaugeGuard::new(&crate::metrics::node().hash_waiting);
+        let permit = tokio::time::timeout(self.max_wait, self.slots.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match permit {
+            Ok(p) => p.map_err(DomainError::internal),
+            Err(_) => Err(busy()),
+        }
+    }
+}
+
+static HASHING: HashGate =
+    HashGate::new(HashGate::SLOTS, HashGate::MAX_WAITING, HashGate::MAX_WAIT);
+
 async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, DomainError> {
-    let _waiting = crate::metrics::GaugeGuard::new(&crate::metrics::node().hash_waiting);
-    HASHING.acquire().await.map_err(DomainError::internal)
+    HASHING.slot().await
 }
 
 async fn hash_password(password: Password) -> Result<String, DomainError> {
@@ -292,6 +377,36 @@ mod tests {
 
     fn tokens() -> Tokens {
         Tokens::new(&[7u8; 32], 60)
+    }
+
+    /// The waiters of the hashing gate are bounded: with both slots taken, MAX_WAITING
+    /// requests wait, the next is refused at once, and a waiter gives up after MAX_WAIT.
+    #[tokio::test(start_paused = true)]
+    async fn the_hashing_gate_bounds_its_waiters_and_their_wait() {
+        let gate = Arc::new(HashGate::new(2, 3, std::time::Duration::from_secs(5)));
+        let held = (gate.slot().await.unwrap(), gate.slot().await.unwrap());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { gate.slot().await.map(|_| ()) })
+            })
+            .collect();
+        while gate.waiting.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            matches!(gate.slot().await, Err(DomainError::TooManyAttempts { .. })),
+            "a fourth waiter is refused at once"
+        );
+        // Nothing frees a slot: every waiter is refused once MAX_WAIT has passed.
+        for w in waiters {
+            assert!(matches!(
+                w.await.unwrap(),
+                Err(DomainError::TooManyAttempts { .. })
+            ));
+        }
+        drop(held);
+        assert!(gate.slot().await.is_ok(), "free slots serve again");
     }
 
     #[test]

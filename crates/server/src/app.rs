@@ -119,7 +119,11 @@ impl Application {
                 delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
                 push,
                 accounts: AccountService::new(store.clone(), tokens, login_limiter)
-                    .with_budgets(budgets.clone()),
+                    .with_budgets(budgets.clone())
+                    .with_per_ip(
+                        config.rate_limit_auth_per_ip_per_minute,
+                        config.trust_x_forwarded_for,
+                    ),
                 messaging: MessagingService::new(store.clone(), writer, send_limiter)
                     .with_budgets(budgets),
                 presence,
@@ -154,7 +158,11 @@ impl Application {
             delivery: Delivery::new(Arc::new(io.clone()), presence.clone(), queue),
             push,
             accounts: AccountService::new(store.clone(), tokens, cluster.login_limiter.clone())
-                .with_budgets(budgets.clone()),
+                .with_budgets(budgets.clone())
+                .with_per_ip(
+                    config.rate_limit_auth_per_ip_per_minute,
+                    config.trust_x_forwarded_for,
+                ),
             messaging: MessagingService::new(store.clone(), writer, cluster.send_limiter.clone())
                 .with_budgets(budgets),
             presence,
@@ -228,7 +236,10 @@ impl Application {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router)
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");

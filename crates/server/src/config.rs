@@ -63,6 +63,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_seconds: u64,
 
+    /// Logins, and registrations, one client address may make per minute (each its own
+    /// budget); failed logins are also limited per e-mail (10 a minute).
+    #[arg(long, env = "RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_auth_per_ip_per_minute: u32,
+
+    /// Take a request's client address from the last entry of `X-Forwarded-For` (set it
+    /// only when every request comes through a balancer that writes that header).
+    #[arg(long, env = "TRUST_X_FORWARDED_FOR", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub trust_x_forwarded_for: bool,
+
     /// Sockets one user may have connected to this node at once; one more is refused at
     /// connect (`connect_error`).
     #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 10,
@@ -299,6 +311,8 @@ impl Config {
             idle_timeout_seconds: 300,
             max_sockets_per_user: 10,
             max_connections: None,
+            rate_limit_auth_per_ip_per_minute: 10_000,
+            trust_x_forwarded_for: false,
             frontend_url: None,
             log_format: "text".into(),
             database_max_connections: 8,

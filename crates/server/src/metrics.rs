@@ -134,7 +134,10 @@ const SERVER_EVENTS: &[&str] = &[
 /// from the start so that an alert on their rate has a series to watch.
 pub const LIMIT_KINDS: &[&str] = &[
     "send",
-    "login",
+    "login_ip",
+    "login_email",
+    "register_ip",
+    "password_hashing",
     "socket_queue",
     "changes",
     "search",

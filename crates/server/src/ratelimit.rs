@@ -155,6 +155,109 @@ pub fn spawn_budget_shrinker(budgets: &Arc<Budgets>) {
     });
 }
 
+/// What protects password hashing from abuse (docs/operations.md, "Limits"): attempts per
+/// client address, and failed logins per e-mail counted without ever locking the right
+/// password out.
+///
+/// - Every login and every registration first takes one of its client address's budget
+///   (`per_ip_logins`, `per_ip_registrations`): one address cannot make the node hash more
+///   than that, whatever e-mails it tries.
+/// - Only a *failed* login takes one of the e-mail's budget (`failures`, 10 a minute). A
+///   failure beyond it is answered 429, and the address it came from may not try that
+///   e-mail again until the budget has room: so a guesser is stopped, while the owner, from
+///   any other address, still logs in with the right password (a success never counts).
+pub struct LoginGuard {
+    pub per_ip_logins: Arc<dyn LoginLimiter>,
+    pub per_ip_registrations: Arc<dyn LoginLimiter>,
+    pub failures: Arc<dyn LoginLimiter>,
+    /// (e-mail, address) pairs refused until the given time, after a failure beyond the
+    /// e-mail's budget. Node-local: another node refuses such a pair after its first failure
+    /// there. Bounded: entries go when they expire.
+    blocked:
+        std::sync::Mutex<std::collections::HashMap<(String, std::net::IpAddr), std::time::Instant>>,
+}
+
+impl LoginGuard {
+    /// Failed logins per e-mail per minute.
+    pub const FAILURES_PER_MINUTE: u32 = 10;
+
+    pub fn new(
+        per_ip_logins: Arc<dyn LoginLimiter>,
+        per_ip_registrations: Arc<dyn LoginLimiter>,
+        failures: Arc<dyn LoginLimiter>,
+    ) -> LoginGuard {
+        LoginGuard {
+            per_ip_logins,
+            per_ip_registrations,
+            failures,
+            blocked: Default::default(),
+        }
+    }
+
+    /// Node-local limiters: `per_ip_per_minute` logins and as many registrations per
+    /// address, [`LoginGuard::FAILURES_PER_MINUTE`] failures per e-mail.
+    pub fn local(per_ip_per_minute: u32) -> LoginGuard {
+        LoginGuard::new(
+            Arc::new(KeyedLimiter::<String>::per_minute(per_ip_per_minute)),
+            Arc::new(KeyedLimiter::<String>::per_minute(per_ip_per_minute)),
+            Arc::new(KeyedLimiter::<String>::per_minute(
+                Self::FAILURES_PER_MINUTE,
+            )),
+        )
+    }
+
+    /// Before a login's hash: the address's budget, and whether it is barred from `email`.
+    pub async fn before_login(&self, email: &str, ip: std::net::IpAddr) -> Result<(), DomainError> {
+        let barred = {
+            let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            blocked.retain(|_, until| *until > now);
+            blocked
+                .get(&(email.to_string(), ip))
+                .map(|until| *until - now)
+        };
+        if let Some(wait) = barred {
+            crate::metrics::node().limited("login_email");
+            return Err(DomainError::TooManyAttempts {
+                retry_after_ms: (wait.as_millis() as u64).max(1),
+            });
+        }
+        self.per_ip_logins
+            .check(&format!("login:{ip}"))
+            .await
+            .inspect_err(|_| crate::metrics::node().limited("login_ip"))
+    }
+
+    /// After a failed login: counts it against `email`; beyond the budget the answer is 429
+    /// and `ip` is barred from `email` until the budget has room.
+    pub async fn failed(&self, email: &str, ip: std::net::IpAddr) -> Result<(), DomainError> {
+        match self.failures.check(email).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                crate::metrics::node().limited("login_email");
+                let wait = match &e {
+                    DomainError::TooManyAttempts { retry_after_ms } => *retry_after_ms,
+                    _ => 60_000,
+                };
+                let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+                blocked.insert(
+                    (email.to_string(), ip),
+                    std::time::Instant::now() + Duration::from_millis(wait),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Before a registration's hash: the address's budget.
+    pub async fn before_registration(&self, ip: std::net::IpAddr) -> Result<(), DomainError> {
+        self.per_ip_registrations
+            .check(&format!("register:{ip}"))
+            .await
+            .inspect_err(|_| crate::metrics::node().limited("register_ip"))
+    }
+}
+
 /// Starts a task that periodically drops idle keys of the given limiters.
 pub fn spawn_shrinker(send: Arc<KeyedLimiter<UserId>>, login: Arc<KeyedLimiter<String>>) {
     tokio::spawn(async move {

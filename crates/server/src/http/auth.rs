@@ -8,7 +8,7 @@ use nexus_protocol::AuthResponse;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::Json;
+use super::extract::{ClientIp, Json};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -32,20 +32,25 @@ struct LoginBody {
 
 async fn register(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     Json(body): Json<RegisterBody>,
 ) -> Result<(StatusCode, axum::Json<AuthResponse>), ApiError> {
     let answer = state
         .accounts
-        .register(&body.name, &body.email, &body.password)
+        .register(&body.name, &body.email, &body.password, client)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
 async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> Result<axum::Json<AuthResponse>, ApiError> {
     Ok(axum::Json(
-        state.accounts.login(&body.email, &body.password).await?,
+        state
+            .accounts
+            .login(&body.email, &body.password, client)
+            .await?,
     ))
 }

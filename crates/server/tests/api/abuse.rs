@@ -129,3 +129,69 @@ async fn the_sqlite_file_and_its_wal_are_private_to_their_owner() {
         assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
     }
 }
+
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> StatusCode {
+    app.client
+        .post(app.url("/auth/login"))
+        .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn register_from(app: &TestApp, ip: &str) -> StatusCode {
+    app.client
+        .post(app.url("/auth/register"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"name": "N", "email": format!("{}@example.org", uuid::Uuid::new_v4().simple()), "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn per_ip(n: u32) -> impl FnOnce(&mut nexus::config::Config) {
+    move |c: &mut nexus::config::Config| {
+        c.rate_limit_auth_per_ip_per_minute = n;
+        c.trust_x_forwarded_for = true;
+    }
+}
+
+on_both_backends! {
+    // A3: password hashing had no per-address limit (500 logins with random e-mails from
+    // one address delayed a real login by minutes) and registration no limit at all.
+    async fn logins_and_registrations_are_limited_per_client_address(app, config: per_ip(5)) {
+        for i in 1..=5 {
+            let status = login_from(&app, "198.51.100.1", &format!("nobody{i}@example.org"), "wrong password").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "login {i} of 5");
+        }
+        assert_eq!(login_from(&app, "198.51.100.1", "nobody6@example.org", "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "the 6th");
+        assert_eq!(login_from(&app, "198.51.100.2", "nobody7@example.org", "wrong password").await, StatusCode::UNAUTHORIZED, "another address");
+
+        for i in 1..=5 {
+            assert_eq!(register_from(&app, "198.51.100.3").await, StatusCode::CREATED, "registration {i} of 5");
+        }
+        assert_eq!(register_from(&app, "198.51.100.3").await, StatusCode::TOO_MANY_REQUESTS, "the 6th");
+        assert_eq!(register_from(&app, "198.51.100.4").await, StatusCode::CREATED, "another address");
+    }
+
+    // A3: one attempt every 6 s against a victim's e-mail kept the victim locked out even
+    // with the right password. Now only failures count, 10 a minute per e-mail; the 11th is
+    // refused and bars its address from that e-mail; the right password from any other
+    // address still logs in.
+    async fn failed_logins_are_limited_per_email_without_locking_out_the_right_password(app, config: per_ip(10_000)) {
+        let victim = app.register("Victim").await;
+        let right = "correct horse battery";
+        for i in 1..=10 {
+            assert_eq!(login_from(&app, "192.0.2.66", &victim.email, "guess").await, StatusCode::UNAUTHORIZED, "failure {i} of 10");
+        }
+        assert_eq!(login_from(&app, "192.0.2.66", &victim.email, "guess").await, StatusCode::TOO_MANY_REQUESTS, "the 11th failure");
+        assert_eq!(login_from(&app, "192.0.2.66", &victim.email, right).await, StatusCode::TOO_MANY_REQUESTS, "the guesser's address is barred");
+        assert_eq!(login_from(&app, "192.0.2.10", &victim.email, right).await, StatusCode::OK, "the owner, elsewhere");
+        assert_eq!(login_from(&app, "192.0.2.10", &victim.email, right).await, StatusCode::OK, "successes never count");
+        assert_eq!(login_from(&app, "192.0.2.77", &victim.email, "guess").await, StatusCode::TOO_MANY_REQUESTS, "a new guesser past the budget");
+        assert_eq!(login_from(&app, "192.0.2.11", &victim.email, right).await, StatusCode::OK);
+    }
+}

@@ -34,6 +34,7 @@ impl Server {
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env("RATE_LIMIT_MESSAGES_PER_MINUTE", "100000")
+            .env("RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "100000")
             .env("RUST_LOG", "warn")
             .env_remove("JWT_SECRET")
             .stdout(Stdio::null())
