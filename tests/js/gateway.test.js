@@ -191,6 +191,8 @@ for (const transport of ['websocket', 'polling']) {
 
     test('typing reaches the receiver and expires by itself', async () => {
       const [ada, bob] = [await register(server.base, 'Ada'), await register(server.base, 'Bob')];
+      // Typing goes only to someone the typist shares a conversation with.
+      await http(server.base, 'POST', '/messages', ada.token, { receiverId: bob.id, content: 'hi' });
       const [a, b] = [await open(ada), await open(bob)];
       a.emit('TYPING_START', { receiverId: bob.id });
       assert.deepEqual(await waitFor(b, 'USER_TYPING'), { userId: ada.id, isTyping: true });
@@ -222,7 +224,7 @@ for (const transport of ['websocket', 'polling']) {
         ['DELETE_MESSAGE', {}, 'VALIDATION_FAILED'],
         ['MESSAGE_READ', { messageId: unknown }, 'NOT_FOUND'],
         ['MESSAGE_DELIVERED', [1, 2, 3], 'VALIDATION_FAILED'],
-        ['TYPING_START', { receiverId: unknown }, 'NOT_FOUND'],
+        ['TYPING_START', { receiverId: unknown }, 'FORBIDDEN'],
         ['NO_SUCH_EVENT', {}, 'VALIDATION_FAILED'],
       ];
       for (const [event, payload, code] of cases) {

@@ -239,10 +239,17 @@ impl Application {
         let router = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let lost = store.clone();
+        let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel::<()>();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down");
+                tokio::select! {
+                    _ = shutdown => tracing::info!("shutting down"),
+                    _ = lost.durability_lost() => {
+                        tracing::error!("stopping: the database can no longer make writes durable");
+                        let _ = fatal_tx.send(());
+                    }
+                }
                 delivery.close_local_sockets().await;
                 presence.leave().await;
             })
@@ -250,6 +257,11 @@ impl Application {
         push.shutdown().await;
         messaging.close().await;
         store.close().await;
+        if fatal_rx.try_recv().is_ok() {
+            return Err(std::io::Error::other(
+                "an fsync of the database failed: writes may not be durable (see the log)",
+            ));
+        }
         Ok(())
     }
 }

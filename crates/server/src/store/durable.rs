@@ -52,6 +52,12 @@ pub struct Durable {
     queue: mpsc::Sender<Pending>,
     /// Set by the checkpointer, taken by the writer before its next batch.
     finish_checkpoint: AtomicBool,
+    /// Set for good by the first failed fsync (see [`Durable::failed`]).
+    failed: Arc<AtomicBool>,
+    /// Becomes true when an fsync failed, for whoever must stop the node.
+    fatal: watch::Sender<bool>,
+    /// The next fsync fails as if the disk had refused it (see [`Durable::inject_fsync_failure`]).
+    inject_failure: Arc<AtomicBool>,
     /// Tests: while locked, the syncer waits before its next fsync.
     #[cfg(test)]
     hold: Arc<std::sync::Mutex<()>>,
@@ -65,6 +71,10 @@ impl Durable {
         let wal = PathBuf::from(wal);
         let (queue, pending) = mpsc::channel();
         let (synced, _) = watch::channel(0);
+        let (fatal, _) = watch::channel(false);
+        let failed = Arc::new(AtomicBool::new(false));
+        let inject_failure = Arc::new(AtomicBool::new(false));
+        let (failed_in_syncer, inject_in_syncer) = (failed.clone(), inject_failure.clone());
         #[cfg(test)]
         let hold = Arc::new(std::sync::Mutex::new(()));
         #[cfg(test)]
@@ -75,6 +85,9 @@ impl Durable {
             synced,
             queue,
             finish_checkpoint: AtomicBool::new(false),
+            failed,
+            fatal,
+            inject_failure,
             #[cfg(test)]
             hold,
         });
@@ -88,17 +101,33 @@ impl Durable {
                     let upto = batch.iter().map(|p| p.commit).max().unwrap_or(0);
                     #[cfg(test)]
                     drop(held.lock());
-                    // Opened each time: cheap next to the fsync, and never a stale file.
-                    let result = std::fs::File::open(&wal)
-                        .and_then(|f| f.sync_data())
-                        .map_err(|e| e.to_string());
+                    // After one failed fsync nothing is ever synced again: on Linux a failed
+                    // fsync may have dropped the dirty pages it could not write, and a
+                    // later fsync that succeeds proves nothing about them (PostgreSQL's
+                    // answer, since 2018: fail the node). So every later answer is an error
+                    // too, and the node stops (`Durable::fatal`).
+                    let result = if failed_in_syncer.load(Ordering::SeqCst) {
+                        Err("an earlier fsync of the WAL failed; this node no longer acknowledges writes".to_string())
+                    } else if inject_in_syncer.swap(false, Ordering::SeqCst) {
+                        Err("injected fsync failure".to_string())
+                    } else {
+                        // Opened each time: cheap next to the fsync, and never a stale file.
+                        std::fs::File::open(&wal)
+                            .and_then(|f| f.sync_data())
+                            .map_err(|e| e.to_string())
+                    };
                     if let Err(e) = &result {
-                        // The waiting answers become errors; readers are let go all the
-                        // same (holding them would stop every read for good, and a retried
-                        // fsync proves nothing on Linux once one has failed).
-                        tracing::error!(error = %e, wal = %wal.display(), "fsync of the WAL failed");
+                        if !failed_in_syncer.swap(true, Ordering::SeqCst) {
+                            tracing::error!(error = %e, wal = %wal.display(),
+                                "fsync of the WAL failed: refusing every write from now on and stopping the node");
+                        }
                     }
                     if let Some(durable) = weak.upgrade() {
+                        if result.is_err() {
+                            durable.fatal.send_replace(true);
+                        }
+                        // Readers are let go all the same (they would wait forever; the
+                        // node stops and readiness is false).
                         durable.synced.send_if_modified(|s| {
                             let advance = upto > *s;
                             *s = (*s).max(upto);
@@ -117,6 +146,25 @@ impl Durable {
 
     pub fn database(&self) -> &Path {
         &self.database
+    }
+
+    /// True for good once an fsync of the WAL has failed: nothing this node writes is
+    /// acknowledged any more.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once an fsync has failed (the node must stop).
+    pub async fn fatal(&self) {
+        let mut fatal = self.fatal.subscribe();
+        let _ = fatal.wait_for(|f| *f).await;
+    }
+
+    /// Makes the next fsync fail as a disk error would. Tests only: the failure path can
+    /// be shown without a failing disk.
+    #[doc(hidden)]
+    pub fn inject_fsync_failure(&self) {
+        self.inject_failure.store(true, Ordering::SeqCst);
     }
 
     /// Numbers a commit about to run; pass the number to [`Durable::after`] whether the
@@ -239,6 +287,34 @@ mod tests {
         durable.after(commit, Some(Box::new(move |r| tx.send(r).unwrap())));
         assert!(rx.await.unwrap().is_err());
         durable.settled().await;
+    }
+
+    /// After one failed fsync no later commit is answered as durable, even when the disk
+    /// would sync it now, and the node is told to stop.
+    #[tokio::test]
+    async fn after_a_failed_fsync_nothing_is_acknowledged_again() {
+        let (db, _dir) = database(true);
+        let durable = Durable::start(db).unwrap();
+        let answer = |durable: &Durable| {
+            let commit = durable.begin_commit();
+            let (tx, rx) = oneshot::channel();
+            durable.after(commit, Some(Box::new(move |r| tx.send(r).unwrap())));
+            rx
+        };
+        assert_eq!(answer(&durable).await.unwrap(), Ok(()));
+        assert!(!durable.failed());
+        durable.inject_fsync_failure();
+        assert!(answer(&durable).await.unwrap().is_err());
+        tokio::time::timeout(std::time::Duration::from_secs(10), durable.fatal())
+            .await
+            .expect("the node was not told to stop");
+        assert!(durable.failed());
+        for _ in 0..3 {
+            assert!(
+                answer(&durable).await.unwrap().is_err(),
+                "acknowledged after a failure"
+            );
+        }
     }
 
     #[tokio::test]

@@ -258,9 +258,31 @@ impl Store {
         }
     }
 
-    /// True when the database answers a trivial query.
+    /// True when the database answers a trivial query, and no fsync of this node's writes
+    /// has failed.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+        !self.durability_failed() && sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+    }
+
+    /// True for good once an fsync of the SQLite writer's WAL has failed.
+    pub fn durability_failed(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.failed())
+    }
+
+    /// Resolves once an fsync of the SQLite writer's WAL has failed (never elsewhere).
+    pub async fn durability_lost(&self) {
+        match &self.durable {
+            Some(durable) => durable.fatal().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Makes the SQLite writer's next fsync fail (tests of the failure path).
+    #[doc(hidden)]
+    pub fn inject_fsync_failure(&self) {
+        if let Some(durable) = &self.durable {
+            durable.inject_fsync_failure();
+        }
     }
 
     /// The value stored under `key`, inserting `make()` first if there is none. Safe when

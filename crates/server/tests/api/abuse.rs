@@ -195,3 +195,37 @@ on_both_backends! {
         assert_eq!(login_from(&app, "192.0.2.11", &victim.email, right).await, StatusCode::OK);
     }
 }
+
+/// A9: after a failed fsync the syncer went on marking commits as synced: a send could be
+/// answered as durable although its page may never reach the disk. Now the node refuses
+/// every write from then on, says it is not ready, and stops with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_stops_acknowledging_and_fails_the_node() {
+    let mut app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |_| {})
+        .await
+        .unwrap();
+    let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+    app.send_ok(&ada, &bob, "before").await;
+
+    app.state.store.inject_fsync_failure();
+    let failed = app.send(&ada, &bob, "during").await;
+    assert_eq!(
+        failed.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "answered as durable"
+    );
+    // The node stops by itself, with an error (main exits non-zero).
+    let served = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        app.served.take().unwrap(),
+    )
+    .await
+    .expect("the node did not stop")
+    .unwrap();
+    assert!(
+        served.is_err(),
+        "run_until returned Ok after a failed fsync"
+    );
+    assert!(app.state.store.durability_failed());
+    assert!(!app.state.health.check().await.ready(), "still ready");
+}

@@ -102,6 +102,8 @@ pub struct TestApp {
     /// Every push the app handed to its push queue (users connected nowhere).
     pub pushes: Arc<RecordedPushes>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's task: what `run_until` returned once it stopped.
+    pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Declared last: dropped after the server has been told to stop.
     _db: Arc<TestDb>,
 }
@@ -151,7 +153,7 @@ async fn spawn(
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
+    let served = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
     Some(TestApp {
@@ -160,6 +162,7 @@ async fn spawn(
         state,
         pushes,
         shutdown: Some(tx),
+        served: Some(served),
         _db: Arc::new(db),
     })
 }
