@@ -104,3 +104,51 @@ def test_sockets_per_user_and_per_node_are_capped_at_connect(capped, transport):
     finally:
         for p in peers:
             p.close()
+
+
+def _login(server, user) -> str:
+    r = server.http("POST", "/auth/login", json={"email": user.email,
+                                                 "password": "correct horse battery"})
+    assert r.status_code == 200, r.text
+    return r.json()["accessToken"]
+
+
+def test_a_logout_closes_the_sockets_of_that_token_only(server, transport):
+    """FORCE_DISCONNECT {reason: "token_revoked"} to the sockets opened with the token, then
+    closed; a socket of another token of the same user stays; the token cannot reconnect."""
+    ada = server.register("ada")
+    other_token = _login(server, ada)
+    revoked = Peer(server, ada, transport, "revoked").connect()
+    kept = Peer(server, ada, transport, "kept").connect(token=other_token)
+    try:
+        r = server.http("POST", "/auth/logout", token=ada.token)
+        assert r.status_code == 204, r.text
+        assert revoked.wait_for("FORCE_DISCONNECT") == {"reason": "token_revoked"}
+        revoked.wait_disconnected()
+        kept.assert_none("FORCE_DISCONNECT", within=0.3)
+        kept.health()
+        again = Peer(server, ada, transport, "again")
+        assert "Unauthorized" in _refused(again)
+    finally:
+        revoked.close()
+        kept.close()
+
+
+def test_a_password_change_closes_every_socket_of_the_user(server, transport):
+    ada = server.register("ada")
+    a1 = Peer(server, ada, transport, "a1").connect()
+    a2 = Peer(server, ada, transport, "a2").connect(token=_login(server, ada))
+    try:
+        r = server.http("POST", "/auth/password", token=ada.token,
+                        json={"currentPassword": "correct horse battery",
+                              "newPassword": "staple battery horse"})
+        assert r.status_code == 200, r.text
+        for p in (a1, a2):
+            assert p.wait_for("FORCE_DISCONNECT") == {"reason": "token_revoked"}
+            p.wait_disconnected()
+        fresh = Peer(server, ada, transport, "fresh").connect(token=r.json()["accessToken"])
+        fresh.health()
+        fresh.close()
+    finally:
+        a1.close()
+        a2.close()

@@ -30,13 +30,24 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    /// The token's id, by which a logout revokes it.
+    #[serde(default)]
+    jti: Option<uuid::Uuid>,
+    /// When it was issued, in milliseconds (a password change invalidates every token
+    /// issued before it, to the millisecond).
+    #[serde(default)]
+    iat_ms: Option<i64>,
 }
 
-/// An authenticated connection: who, and until when (Unix seconds).
+/// An authenticated connection: who, with which token, and until when (Unix seconds).
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
     pub user: UserId,
     pub expires_at_secs: u64,
+    /// The token's id (`None` for a token without one: it cannot be logged out alone).
+    pub token_id: Option<uuid::Uuid>,
+    /// When the token was issued (ms).
+    pub issued_at_ms: i64,
 }
 
 /// Signs and verifies access tokens.
@@ -62,11 +73,14 @@ impl Tokens {
     }
 
     pub fn issue(&self, user: &str) -> Result<String, DomainError> {
-        let iat = (now_ms() / 1000) as u64;
+        let now = now_ms();
+        let iat = (now / 1000) as u64;
         let claims = Claims {
             sub: user.to_string(),
             iat,
             exp: iat + self.lifetime_secs,
+            jti: Some(uuid::Uuid::new_v4()),
+            iat_ms: Some(now),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(DomainError::internal)
@@ -85,6 +99,11 @@ impl Tokens {
         Ok(Session {
             user: UserId::parse(&data.claims.sub).map_err(|_| unauthorized())?,
             expires_at_secs: data.claims.exp,
+            token_id: data.claims.jti,
+            issued_at_ms: data
+                .claims
+                .iat_ms
+                .unwrap_or((data.claims.iat as i64).saturating_mul(1000)),
         })
     }
 }
@@ -144,6 +163,64 @@ impl AccountService {
 
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// The session of a valid token: signed by us, not expired, of a user who still
+    /// exists, not logged out, and issued after the user's last password change. Checked
+    /// on every HTTP request and at every socket connect.
+    pub async fn authenticate(&self, token: &str) -> Result<Session, DomainError> {
+        let unauthorized = || DomainError::Unauthorized("Unauthorized".into());
+        let session = self.tokens.verify_session(token)?;
+        let jti = session.token_id.map(|j| j.to_string()).unwrap_or_default();
+        match self.store.token_state(session.user, &jti).await? {
+            Some(state) if !state.revoked && session.issued_at_ms >= state.valid_from => {
+                Ok(session)
+            }
+            _ => Err(unauthorized()),
+        }
+    }
+
+    /// Revokes the token of `session` (a logout): refused from now on, everywhere.
+    pub async fn logout(&self, session: &Session) -> Result<(), DomainError> {
+        let Some(jti) = session.token_id else {
+            return Err(DomainError::Validation(
+                "this token has no id and cannot be logged out alone; change the password to \
+                 revoke it"
+                    .into(),
+            ));
+        };
+        let expires_at = (session.expires_at_secs as i64).saturating_mul(1000);
+        self.store
+            .revoke_token(session.user, &jti.to_string(), expires_at, now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Changes `me`'s password after checking the current one; every token issued before
+    /// is refused from now on. Answers with a new token.
+    pub async fn change_password(
+        &self,
+        me: UserId,
+        current: &str,
+        new: &str,
+        client: IpAddr,
+    ) -> Result<wire::AuthResponse, DomainError> {
+        let new = Password::parse(new)?;
+        let user = self
+            .store
+            .user_by_id(me)
+            .await?
+            .ok_or_else(|| DomainError::Unauthorized("Unauthorized".into()))?;
+        self.guard.before_login(&user.email, client).await?;
+        if !verify_password(current.to_string(), Some(user.password_hash.clone())).await? {
+            self.guard.failed(&user.email, client).await?;
+            return Err(DomainError::Forbidden(
+                "the current password is wrong".into(),
+            ));
+        }
+        let hash = hash_password(new).await?;
+        self.store.set_password(me, &hash, now_ms()).await?;
+        self.answer(&user)
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
@@ -426,6 +503,8 @@ mod tests {
             sub: id.clone(),
             iat: 1,
             exp: 2,
+            jti: None,
+            iat_ms: None,
         };
         let expired = encode(
             &Header::new(Algorithm::HS256),

@@ -50,6 +50,9 @@ pub trait Rooms: Send + Sync + 'static {
     /// Tells every socket connected to this node `FORCE_DISCONNECT {reason}`, then closes
     /// them (shutdown). Sockets on other nodes are left alone.
     async fn close_local(&self, reason: &str);
+
+    /// Closes every socket in `room`, on any node.
+    async fn disconnect(&self, room: String) -> Result<(), BroadcastError>;
 }
 
 #[async_trait::async_trait]
@@ -85,6 +88,19 @@ impl<A: Adapter> Rooms for SocketIo<A> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         self.clone().close().await;
     }
+
+    async fn disconnect(&self, room: String) -> Result<(), BroadcastError> {
+        match self.of(NAMESPACE) {
+            Some(ns) => ns.to(room).disconnect().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The room of the sockets opened with one access token (its `jti`), so that a logout
+/// closes exactly those, on whichever node they are.
+pub fn token_room(jti: &str) -> String {
+    format!("token:{jti}")
 }
 
 /// Where push notifications for users connected nowhere go.
@@ -184,6 +200,46 @@ impl Delivery {
         }
     }
 
+    /// Sockets opened with token `jti` (any node): `FORCE_DISCONNECT {reason:
+    /// "token_revoked"}`, then closed.
+    pub async fn revoke_token(&self, jti: &str) {
+        self.close_room(token_room(jti)).await;
+    }
+
+    /// Every socket of `user` (any node), after a password change.
+    pub async fn revoke_user(&self, user: &str) {
+        self.close_room(user_room(user)).await;
+    }
+
+    async fn close_room(&self, room: String) {
+        let bye = Payload::Forced(ForceDisconnect {
+            reason: "token_revoked".into(),
+        });
+        crate::metrics::node()
+            .events_out
+            .count(nexus_protocol::events::FORCE_DISCONNECT);
+        if let Err(e) = self
+            .rooms
+            .emit(
+                room.clone(),
+                None,
+                nexus_protocol::events::FORCE_DISCONNECT,
+                &bye,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "revocation notice failed");
+        }
+        // Let the notice be written before the transports close.
+        let rooms = self.rooms.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if let Err(e) = rooms.disconnect(room).await {
+                tracing::warn!(error = %e, "closing revoked sockets failed");
+            }
+        });
+    }
+
     /// Tells this node's sockets the server is going away, then closes them.
     pub async fn close_local_sockets(&self) {
         crate::metrics::node()
@@ -218,6 +274,10 @@ mod tests {
         }
 
         async fn close_local(&self, _reason: &str) {}
+
+        async fn disconnect(&self, _room: String) -> Result<(), BroadcastError> {
+            Ok(())
+        }
     }
 
     fn sent(sender: UserId, receiver: UserId) -> Outcome {

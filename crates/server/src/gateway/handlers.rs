@@ -27,7 +27,7 @@ use super::typing::TYPING_TTL;
 use super::Gateway;
 use crate::accounts::Session;
 use crate::clock::{iso, now_ms};
-use crate::delivery::{user_room, Origin};
+use crate::delivery::{token_room, user_room, Origin};
 use crate::domain::UserId;
 use crate::error::DomainError;
 use crate::messaging::{Outcome, ReceiptKind, Sent};
@@ -76,6 +76,9 @@ struct Admitted {
 pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, session: Session) {
     let user = session.user;
     s.join(user_room(&user.as_string()));
+    if let Some(jti) = session.token_id {
+        s.join(token_room(&jti.to_string()));
+    }
     metrics::node().sockets.inc();
     let socket_id = s.id.to_string();
     let first_socket = gateway.state.presence.connect(user, &socket_id).await;

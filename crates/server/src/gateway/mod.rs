@@ -203,8 +203,8 @@ async fn authenticate<A: Adapter>(
     let session = gateway
         .state
         .accounts
-        .tokens()
-        .verify_session(&token)
+        .authenticate(&token)
+        .await
         .map_err(|_| unauthorized(()))?;
     // Counted here, released by the disconnect handler `admit` sets up.
     gateway.sockets.admit(session.user)?;

@@ -64,6 +64,21 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let AuthSession(session) = AuthSession::from_request_parts(parts, state).await?;
+        Ok(AuthUser(session.user))
+    }
+}
+
+/// The session of a valid access token ([`crate::accounts::AccountService::authenticate`]).
+pub struct AuthSession(pub crate::accounts::Session);
+
+impl FromRequestParts<AppState> for AuthSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -73,6 +88,8 @@ impl FromRequestParts<AppState> for AuthUser {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(|| DomainError::Unauthorized("Unauthorized".into()))?;
-        Ok(AuthUser(state.accounts.tokens().verify(token.trim())?))
+        Ok(AuthSession(
+            state.accounts.authenticate(token.trim()).await?,
+        ))
     }
 }

@@ -25,6 +25,7 @@ pub enum Payload {
     Read(ReadUpdate),
     Presence(PresenceUpdate),
     Typing(UserTyping),
+    Forced(events::ForceDisconnect),
 }
 
 /// One event for every socket of one user.

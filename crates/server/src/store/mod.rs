@@ -23,6 +23,7 @@ pub mod durable;
 mod messages;
 mod rows;
 mod sqlite_writes;
+mod tokens;
 mod users;
 pub mod writes;
 

@@ -229,3 +229,58 @@ async fn a_failed_fsync_stops_acknowledging_and_fails_the_node() {
     assert!(app.state.store.durability_failed());
     assert!(!app.state.health.check().await.ready(), "still ready");
 }
+
+async fn login_token(app: &TestApp, email: &str, password: &str) -> String {
+    let resp = app
+        .post_json(
+            "/auth/login",
+            &json!({"email": email, "password": password}),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    body["accessToken"].as_str().unwrap().to_string()
+}
+
+on_both_backends! {
+    // A11: tokens could not be revoked.
+    async fn logout_revokes_exactly_that_token(app) {
+        let ada = app.register("Ada").await;
+        let other = login_token(&app, &ada.email, "correct horse battery").await;
+        assert_eq!(app.get("/users/me", &ada.token).await.status(), StatusCode::OK);
+        let out = app.post_json("/auth/logout", &json!({}), Some(&ada.token)).await;
+        assert_eq!(out.status(), StatusCode::NO_CONTENT);
+        assert_error(app.get("/users/me", &ada.token).await, StatusCode::UNAUTHORIZED).await;
+        assert_error(app.post_json("/auth/logout", &json!({}), Some(&ada.token)).await, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(app.get("/users/me", &other).await.status(), StatusCode::OK, "another token of the user");
+    }
+
+    async fn a_password_change_revokes_every_older_token(app) {
+        let ada = app.register("Ada").await;
+        let second = login_token(&app, &ada.email, "correct horse battery").await;
+        let wrong = app.post_json("/auth/password", &json!({"currentPassword": "nope nope", "newPassword": "staple battery horse"}), Some(&ada.token)).await;
+        assert_error(wrong, StatusCode::FORBIDDEN).await;
+        assert_eq!(app.get("/users/me", &ada.token).await.status(), StatusCode::OK, "a refused change revokes nothing");
+
+        let changed = app.post_json("/auth/password", &json!({"currentPassword": "correct horse battery", "newPassword": "staple battery horse"}), Some(&ada.token)).await;
+        assert_eq!(changed.status(), StatusCode::OK);
+        let fresh: Value = changed.json().await.unwrap();
+        let fresh = fresh["accessToken"].as_str().unwrap();
+        for old in [&ada.token, &second] {
+            assert_error(app.get("/users/me", old).await, StatusCode::UNAUTHORIZED).await;
+        }
+        assert_eq!(app.get("/users/me", fresh).await.status(), StatusCode::OK);
+        let old_password = app.post_json("/auth/login", &json!({"email": ada.email, "password": "correct horse battery"}), None).await;
+        assert_error(old_password, StatusCode::UNAUTHORIZED).await;
+        login_token(&app, &ada.email, "staple battery horse").await;
+    }
+
+    async fn a_token_of_a_deleted_user_is_refused(app) {
+        let ada = app.register("Ada").await;
+        assert_eq!(app.get("/users/me", &ada.token).await.status(), StatusCode::OK);
+        app.delete_user(&ada.id).await;
+        assert_error(app.get("/users/me", &ada.token).await, StatusCode::UNAUTHORIZED).await;
+        assert_error(app.get("/sync", &ada.token).await, StatusCode::UNAUTHORIZED).await;
+    }
+}

@@ -183,6 +183,27 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// Removes a user (and their counter and devices) behind the application's back: what
+    /// an operator's deletion leaves. The user must have no messages.
+    pub async fn delete_user(&self, id: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self._db.url)
+            .await
+            .expect("connect");
+        for table in ["push_devices", "user_seqs"] {
+            let _ = sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(id)
+                .execute(&mut conn)
+                .await;
+        }
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .expect("delete user");
+    }
+
     /// The SQLite file of this app's database (`None` on PostgreSQL).
     pub fn db_file(&self) -> Option<String> {
         self._db.url.strip_prefix("sqlite://").map(str::to_string)
