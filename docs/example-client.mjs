@@ -1,5 +1,6 @@
 // Nexus example client (socket.io-client 4, Node 18+). See docs/protocol.md §6.
 //
+//   cd docs && npm ci     # once: socket.io-client, pinned by docs/package-lock.json
 //   NEXUS_URL=http://localhost:3000 node example-client.mjs
 //
 // Registers Alice and Bob over HTTP, connects both to /ws, Alice sends a message with a

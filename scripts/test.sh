@@ -58,6 +58,9 @@ step "web client: typecheck, Vitest units, production build, Playwright in Chrom
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm run test:unit \
   && npm run build && npm run test:e2e)
 
+step "docs/example-client.mjs runs as documented, against a live server"
+./scripts/check-example-client.sh
+
 step "scripts/wal-frames.py still runs against the current migrations (tiny sizes)"
 python3 scripts/wal-frames.py --users 4 --batch 4 --warm 3 --batches 3
 

@@ -152,3 +152,20 @@ def test_a_password_change_closes_every_socket_of_the_user(server, transport):
     finally:
         a1.close()
         a2.close()
+
+
+def test_an_expected_refusal_is_not_an_error_and_file_logs_have_no_colours(tmp_path_factory):
+    """A duplicate registration logged `unique constraint violated` at ERROR, and text logs
+    carried ANSI colour codes into files."""
+    s = start_server(tmp_path_factory, "logs", RUST_LOG="info")
+    try:
+        body = {"name": "Ada", "email": "ada@example.org", "password": "correct horse battery"}
+        assert s.http("POST", "/auth/register", json=body).status_code == 201
+        assert s.http("POST", "/auth/register", json=body).status_code == 409
+        s.http("GET", "/users/me", token="not-a-token")
+        log = s.log_path.read_text(errors="replace")
+        assert "nexus listening" in log, log[-2000:]
+        assert "\x1b[" not in log, "ANSI escape codes in a log file"
+        assert " ERROR " not in log and "unique constraint" not in log, log[-2000:]
+    finally:
+        s.stop()

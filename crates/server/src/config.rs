@@ -256,7 +256,8 @@ impl Config {
             || self.database_url.starts_with("postgresql://"))
         {
             return Err(ConfigError::Invalid(
-                "DATABASE_URL must start with sqlite:// or postgres://".into(),
+                "DATABASE_URL must be sqlite://FILE, sqlite::memory:, postgres://… or postgresql://…"
+                    .into(),
             ));
         }
         if let Some(url) = &self.redis_url {
@@ -358,7 +359,15 @@ mod tests {
     fn unknown_database_scheme_is_refused() {
         let mut c = base();
         c.database_url = "mysql://localhost/db".into();
-        assert!(c.validate().is_err());
+        let err = c.validate().unwrap_err().to_string();
+        for accepted in [
+            "sqlite://",
+            "sqlite::memory:",
+            "postgres://",
+            "postgresql://",
+        ] {
+            assert!(err.contains(accepted), "{err} does not name {accepted}");
+        }
     }
 
     /// Values near `u64::MAX` once overflowed a socket's deadline and panicked its task.

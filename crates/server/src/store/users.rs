@@ -28,7 +28,7 @@ impl UserRecord {
 
 impl Store {
     /// Inserts a user and their change counter. `Conflict` when the e-mail is taken.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn create_user(
         &self,
         id: UserId,
