@@ -50,7 +50,7 @@ fi
 
 step "python-socketio 5.x suite (pytest)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+.venv/bin/pip install --quiet --disable-pip-version-check --require-hashes -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q
 
 step "web client: typecheck, Vitest units, production build, Playwright in Chromium"
@@ -58,8 +58,8 @@ step "web client: typecheck, Vitest units, production build, Playwright in Chrom
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm run test:unit \
   && npm run build && npm run test:e2e)
 
-step "docs/example-client.mjs runs as documented, against a live server"
-./scripts/check-example-client.sh
+step "the README quick start and docs/example-client.mjs run as documented, against a live server"
+./scripts/check-docs.sh
 
 step "scripts/wal-frames.py still runs against the current migrations (tiny sizes)"
 python3 scripts/wal-frames.py --users 4 --batch 4 --warm 3 --batches 3
