@@ -303,7 +303,10 @@ async fn announce_presence(gateway: &Gateway, user: UserId, status: PresenceStat
 }
 
 /// Decodes the payload of `event` into `T`, or refuses with `VALIDATION_FAILED`.
-fn decode<T: DeserializeOwned>(event: &str, data: Option<Value>) -> Result<T, DomainError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    event: &str,
+    data: Option<Value>,
+) -> Result<T, DomainError> {
     let data = data
         .ok_or_else(|| DomainError::Validation(format!("{event} needs a JSON object payload")))?;
     serde_json::from_value(data)

@@ -24,6 +24,8 @@ use socketioxide_core::adapter::{CoreAdapter, DefinedAdapter};
 use crate::domain::UserId;
 use crate::state::AppState;
 
+#[cfg(test)]
+mod fuzz;
 mod handlers;
 mod typing;
 
