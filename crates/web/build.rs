@@ -29,7 +29,16 @@ const STAMP: &str = "dist/.inputs";
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=NEXUS_WEB_BUILD");
-    let web = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../../web");
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../..");
+    let web = root.canonicalize().unwrap_or(root).join("web");
+    // The embedded folder's path, without `..`: a debug build reads `web/dist` at run time
+    // and refuses every file whose real path does not start with the folder's path as
+    // written at compile time, so `crates/web/../../web/dist` (not resolvable while the
+    // client is not built yet) would hide a client built later.
+    println!(
+        "cargo:rustc-env=NEXUS_WEB_DIST={}",
+        web.join("dist").display()
+    );
     let release = env::var("PROFILE").as_deref() == Ok("release");
     let wanted = match env::var("NEXUS_WEB_BUILD").as_deref() {
         Ok("0") => false,

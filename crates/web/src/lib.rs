@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use rust_embed::Embed;
 
 #[derive(Embed)]
-#[folder = "$CARGO_MANIFEST_DIR/../../web/dist"]
+#[folder = "$NEXUS_WEB_DIST"]
 #[allow_missing = true]
 #[exclude = ".inputs"]
 struct Dist;
