@@ -123,8 +123,13 @@ pub async fn run_pair(
 
     'run: loop {
         let now = Instant::now();
-        let sending =
-            now >= plan.send_from && now < plan.send_until && !counters.abort.load(Relaxed);
+        // An open-loop schedule is kept even when this task wakes late (a busy machine):
+        // every message due before `send_until` is sent, also after it.
+        let behind = matches!(plan.pace, Pace::Rate { .. })
+            && sides.iter().any(|s| s.next_due < plan.send_until);
+        let sending = now >= plan.send_from
+            && (now < plan.send_until || behind)
+            && !counters.abort.load(Relaxed);
         if sending {
             for side in &mut sides {
                 if let Err(e) = fill(side, &plan, now, &counters).await {
