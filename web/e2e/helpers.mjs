@@ -174,3 +174,25 @@ export async function screenshot(page, name) {
     copyFileSync(join(artifacts, name), join(docsDir, name));
   }
 }
+
+/** A Socket.IO client in the test process (another device of a user). */
+export async function connectSocket(base, token) {
+  const { io } = await import('socket.io-client');
+  const socket = io(`${base}/ws`, { transports: ['websocket'], auth: { token }, reconnection: false });
+  await new Promise((ok, fail) => {
+    socket.once('CONNECTION_SUCCESS', ok);
+    socket.once('connect_error', fail);
+  });
+  return socket;
+}
+
+/** Emits with an acknowledgement; rejects on an ERROR answer. */
+export function emitAck(socket, event, payload) {
+  return new Promise((ok, fail) => {
+    socket.timeout(10_000).emit(event, payload, (err, answer) => {
+      if (err) return fail(err);
+      if (answer && answer.code) return fail(new Error(`${event}: ${answer.code} ${answer.message}`));
+      ok(answer);
+    });
+  });
+}

@@ -31,6 +31,7 @@ export function fromServerConversation(c: ServerConversation, myId: string): Cha
     type: c.type,
     title: c.title,
     memberIds,
+    roles: Object.fromEntries(c.members.map((m) => [m.user.id, m.role])),
     peerId: peer,
     last: null,
     activity: c.createdAt,
@@ -214,3 +215,26 @@ export function hasGroups(): Promise<boolean> {
 
 export const createGroup = (title: string, memberIds: string[]) =>
   request<ServerConversation>('POST', '/conversations', { title, memberIds });
+
+const conversationPath = (serverId: string) => `/conversations/${encodeURIComponent(serverId)}`;
+
+/** The answer of a membership or title change: the conversation, where the server gives it. */
+function asConversation(answer: unknown): ServerConversation | null {
+  const c = answer as Partial<ServerConversation> | null;
+  return c && typeof c === 'object' && typeof c.id === 'string' && Array.isArray(c.members) ? (c as ServerConversation) : null;
+}
+
+/** `PATCH /conversations/:id {title}` (admins). */
+export async function renameGroup(serverId: string, title: string): Promise<ServerConversation | null> {
+  return asConversation(await request<unknown>('PATCH', conversationPath(serverId), { title }));
+}
+
+/** `POST /conversations/:id/members {userIds}` (admins). */
+export async function addMembers(serverId: string, userIds: string[]): Promise<ServerConversation | null> {
+  return asConversation(await request<unknown>('POST', `${conversationPath(serverId)}/members`, { userIds }));
+}
+
+/** `DELETE /conversations/:id/members/:userId`: removes someone (admins), or leaves (oneself). */
+export async function removeMember(serverId: string, userId: string): Promise<ServerConversation | null> {
+  return asConversation(await request<unknown>('DELETE', `${conversationPath(serverId)}/members/${encodeURIComponent(userId)}`));
+}

@@ -14,6 +14,7 @@ import type {
 } from '../wire/protocol';
 import { NAMESPACE } from '../wire/protocol';
 import * as api from './api';
+import Dexie from 'dexie';
 import { NexusDb, dbName, type OutboxItem } from './db';
 import {
   byActivity,
@@ -475,12 +476,8 @@ async function applyServerConversations(list: api.ServerConversation[]): Promise
       next.push({ ...c, ...(known ? { last: known.last, activity: known.activity, unreadCount: known.unreadCount, historyCursor: known.historyCursor } : {}) });
     }
     await database.conversations.bulkPut(next);
-    if (gone.length) await database.conversations.bulkDelete(gone);
-    set((s) => {
-      const conversations = { ...s.conversations, ...Object.fromEntries(next.map((c) => [c.id, c])) };
-      for (const id of gone) delete conversations[id];
-      return { conversations, activeId: s.activeId && gone.includes(s.activeId) ? null : s.activeId };
-    });
+    set((s) => ({ conversations: { ...s.conversations, ...Object.fromEntries(next.map((c) => [c.id, c])) } }));
+    await forgetConversations(gone.filter((id) => current[id]));
   }
 }
 
@@ -650,6 +647,67 @@ export async function createGroup(title: string, members: User[]): Promise<strin
   const c = await api.createGroup(title, members.map((m) => m.id));
   await upsertServerConversations([c]);
   return api.fromServerConversation(c, me()).id;
+}
+
+// Group management (the conversation API). Each call applies the server's answer at once;
+// the CONVERSATION_UPDATED that every member gets (this user's other tabs too) says the same.
+
+function serverIdOf(id: string): string {
+  const c = get().conversations[id];
+  if (!c || c.type !== 'group') throw new Error('Not a group.');
+  return c.serverId ?? c.id;
+}
+
+async function settleGroup(serverId: string, answer: api.ServerConversation | null): Promise<void> {
+  await upsertServerConversations([answer ?? (await api.conversation(serverId))]);
+}
+
+/** Renames a group (admins). */
+export async function renameGroup(id: string, title: string): Promise<void> {
+  const serverId = serverIdOf(id);
+  await settleGroup(serverId, await api.renameGroup(serverId, title));
+}
+
+/** Adds people found in search to a group (admins). */
+export async function addMembers(id: string, users: User[]): Promise<void> {
+  people(users);
+  const serverId = serverIdOf(id);
+  await settleGroup(serverId, await api.addMembers(serverId, users.map((u) => u.id)));
+}
+
+/** Removes a member from a group (admins). */
+export async function removeMember(id: string, userId: string): Promise<void> {
+  const serverId = serverIdOf(id);
+  await settleGroup(serverId, await api.removeMember(serverId, userId));
+}
+
+/** Leaves a group: it goes from the list and from this browser. */
+export async function leaveGroup(id: string): Promise<void> {
+  const serverId = serverIdOf(id);
+  await api.removeMember(serverId, me());
+  await serial(() => forgetConversations([id]));
+}
+
+/** Drops conversations this user no longer belongs to (left, or removed), with their messages. */
+async function forgetConversations(ids: string[]): Promise<void> {
+  const database = db;
+  if (!database || ids.length === 0) return;
+  await database.transaction('rw', database.conversations, database.messages, async () => {
+    await database.conversations.bulkDelete(ids);
+    for (const id of ids) {
+      await database.messages.where('[conversationId+order]').between([id, Dexie.minKey], [id, Dexie.maxKey]).delete();
+    }
+  });
+  set((s) => {
+    const conversations = { ...s.conversations };
+    const threads = { ...s.threads };
+    for (const id of ids) {
+      delete conversations[id];
+      delete threads[id];
+    }
+    return { conversations, threads, activeId: s.activeId && ids.includes(s.activeId) ? null : s.activeId };
+  });
+  broadcast({ t: 'forgotten', keys: [], conversations: ids });
 }
 
 /** Starts (or opens) the direct conversation with someone found in people search. */
@@ -929,7 +987,7 @@ async function onPresence(userId: string, online: boolean, lastSeen: string): Pr
 // ---------------------------------------------------------------------------------------
 // Other tabs of the same user
 
-type TabMessage = { t: 'messages' | 'removed'; keys: string[]; conversations: string[] };
+type TabMessage = { t: 'messages' | 'removed' | 'forgotten'; keys: string[]; conversations: string[] };
 
 function broadcast(msg: TabMessage): void {
   tabs?.postMessage(msg);
@@ -943,6 +1001,18 @@ function watchTabs(userId: string): void {
       const database = db;
       if (!database) return;
       const msg = ev.data;
+      if (msg.t === 'forgotten') {
+        set((s) => {
+          const conversations = { ...s.conversations };
+          const threads = { ...s.threads };
+          for (const id of msg.conversations) {
+            delete conversations[id];
+            delete threads[id];
+          }
+          return { conversations, threads, activeId: s.activeId && msg.conversations.includes(s.activeId) ? null : s.activeId };
+        });
+        return;
+      }
       const convs = (await database.conversations.bulkGet(msg.conversations)).filter((c): c is ChatConversation => !!c);
       if (msg.t === 'removed') {
         set((s) => {

@@ -34,6 +34,7 @@ export interface ChatMessage {
 }
 
 export type ConversationType = 'direct' | 'group';
+export type MemberRole = 'admin' | 'member';
 
 export interface ChatConversation {
   id: string;
@@ -41,6 +42,8 @@ export interface ChatConversation {
   title: string | null;
   /** Every member, the viewer included. */
   memberIds: string[];
+  /** A group's roles by member (from the conversation API). */
+  roles?: Record<string, MemberRole>;
   /** The other member of a direct conversation. */
   peerId: string | null;
   last: ChatMessage | null;
@@ -255,6 +258,15 @@ export function conversationTitle(c: ChatConversation, people: Record<string, Pe
     return names.join(', ') || 'Group';
   }
   return (c.peerId && people[c.peerId]?.name) || c.title || 'Unknown';
+}
+
+/** How many of `recipients` have read an own message: "read by N of M" in groups. */
+export function readCount(m: ChatMessage, recipients: string[]): number {
+  return recipients.filter((u) => m.read[u]).length;
+}
+
+export function isAdmin(c: ChatConversation | undefined, userId: string): boolean {
+  return !!c && c.type === 'group' && c.roles?.[userId] === 'admin';
 }
 
 export function recipientsOf(c: ChatConversation | undefined, me: string): string[] {

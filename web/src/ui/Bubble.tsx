@@ -1,6 +1,6 @@
 import { useState, type KeyboardEvent } from 'react';
 import { edit as editMessage, remove, retry, discard } from '../lib/engine';
-import { tickOf, type ChatMessage, type Tick } from '../lib/model';
+import { readCount, tickOf, type ChatMessage, type Tick } from '../lib/model';
 import { useStore } from '../lib/store';
 import { clock } from './format';
 
@@ -26,7 +26,19 @@ export function Ticks({ tick }: { tick: Tick }) {
   );
 }
 
-export function Bubble({ m, own, recipients, showSender }: { m: ChatMessage; own: boolean; recipients: string[]; showSender: boolean }) {
+export function Bubble({
+  m,
+  own,
+  recipients,
+  showSender,
+  group = false,
+}: {
+  m: ChatMessage;
+  own: boolean;
+  recipients: string[];
+  showSender: boolean;
+  group?: boolean;
+}) {
   const sender = useStore((s) => s.people[m.senderId]?.name ?? 'Someone');
   const network = useStore((s) => s.network);
   const [editing, setEditing] = useState(false);
@@ -50,6 +62,8 @@ export function Bubble({ m, own, recipients, showSender }: { m: ChatMessage; own
   }
 
   const tick = own ? tickOf(m, recipients) : null;
+  // In a group, how many of the other members have read an own message.
+  const readers = own && group && m.id && !deleted ? readCount(m, recipients) : 0;
   return (
     // Focusable by a tap (not by Tab): on touch screens a tap shows the message's actions.
     <div
@@ -81,6 +95,11 @@ export function Bubble({ m, own, recipients, showSender }: { m: ChatMessage; own
       )}
       <span className="stamp">
         {m.isEdited && !deleted && <span className="edited">edited</span>}
+        {readers > 0 && (
+          <span className="read-by">
+            Read by {readers} of {recipients.length}
+          </span>
+        )}
         <time dateTime={m.timestamp}>{clock(m.timestamp)}</time>
         {tick && <Ticks tick={tick} />}
       </span>

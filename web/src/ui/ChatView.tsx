@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState, type KeyboardEvent } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useRef, useState, type KeyboardEvent } from 'react';
 import { markSeen, send, stopTyping, typing } from '../lib/engine';
 import { conversationTitle, recipientsOf } from '../lib/model';
 import { useStore } from '../lib/store';
@@ -7,6 +7,38 @@ import { MessageList } from './MessageList';
 import { navigate } from './router';
 
 const MAX_CHARS = 10_000;
+
+// Group management: its own chunk, loaded when opened.
+const GroupInfo = lazy(() => import('./GroupInfo'));
+
+function GroupInfoButton({ conversationId }: { conversationId: string }) {
+  const [open, setOpen] = useState(false);
+  const button = useRef<HTMLButtonElement>(null);
+  const close = useCallback(() => {
+    setOpen(false);
+    requestAnimationFrame(() => button.current?.focus());
+  }, []);
+  return (
+    <>
+      <button
+        ref={button}
+        type="button"
+        className="ghost group-info-button"
+        aria-haspopup="dialog"
+        onClick={() => setOpen(true)}
+        onMouseEnter={() => void import('./GroupInfo')}
+        onFocus={() => void import('./GroupInfo')}
+      >
+        Group info
+      </button>
+      {open && (
+        <Suspense fallback={null}>
+          <GroupInfo conversationId={conversationId} onClose={close} />
+        </Suspense>
+      )}
+    </>
+  );
+}
 
 function draftKey(id: string): string {
   return `nexus.draft.${id}`;
@@ -124,10 +156,11 @@ export default function ChatView({ conversationId }: { conversationId: string })
         <button type="button" className="back icon" aria-label="Back to conversations" onClick={() => navigate(null)}>
           ‹
         </button>
-        <div>
+        <div className="chat-title">
           <h2>{title}</h2>
           <PresenceLine conversationId={conversationId} />
         </div>
+        {c.type === 'group' && <GroupInfoButton conversationId={conversationId} />}
       </header>
       <MessageList conversationId={conversationId} myId={myId} recipients={recipients} group={c.type === 'group'} />
       <Composer conversationId={conversationId} />

@@ -151,7 +151,7 @@ export function MessageList({
                 style={{ transform: `translateY(${v.start}px)` }}
               >
                 {newDay && <div className="day">{dayLabel(m.timestamp)}</div>}
-                <Bubble m={m} own={own} recipients={recipients} showSender={group && (!prev || prev.senderId !== m.senderId)} />
+                <Bubble m={m} own={own} recipients={recipients} group={group} showSender={group && (!prev || prev.senderId !== m.senderId)} />
               </div>
             );
           })}
