@@ -21,6 +21,7 @@ import {
   fromWire,
   merge,
   optimistic,
+  readUpTo,
   unreadBy,
   withDelete,
   withEdit,
@@ -120,6 +121,8 @@ function stop(): void {
   outbox = null;
   db = null;
   asked.clear();
+  atLatest.clear();
+  conversationRead = null;
 }
 
 /** Opens the user's database, shows what it holds, then connects. */
@@ -270,6 +273,8 @@ async function connect(token: string): Promise<void> {
   // The conversation API's events (servers without it never send them).
   const extra = s as unknown as { on: (event: string, f: (p: { conversation: api.ServerConversation; seq: number }) => void) => void };
   extra.on('CONVERSATION_UPDATED', (p) => void onSeq(p.seq, () => applyServerConversations([p.conversation])));
+  // Another tab or device of this user read a conversation (MARK_CONVERSATION_READ).
+  (s as unknown as { on: (event: string, f: (p: ConversationRead) => void) => void }).on('CONVERSATION_READ', (p) => void onConversationRead(p));
   s.on('USER_TYPING', (p) => onTyping(p.userId, p.isTyping, (p as { conversationId?: string }).conversationId));
   s.on('ONLINE_USERS', (p) => set({ online: Object.fromEntries(p.userIds.map((id) => [id, true as const])) }));
   s.on('USER_PRESENCE_UPDATE', (p) => void onPresence(p.userId, p.status === 'online', p.lastSeen));
@@ -346,7 +351,17 @@ function people(users: Array<User | null | undefined>): void {
 }
 
 function viewing(conversationId: string): boolean {
-  return get().activeId === conversationId && document.visibilityState === 'visible';
+  return get().activeId === conversationId && document.visibilityState === 'visible' && atLatest.get(conversationId) !== false;
+}
+
+/** Conversations whose newest messages are scrolled out of view (the reader scrolled up). */
+const atLatest = new Map<string, boolean>();
+
+/** The message list says whether its newest messages are in view. */
+export function setAtLatest(conversationId: string, shown: boolean): void {
+  const was = atLatest.get(conversationId) !== false;
+  atLatest.set(conversationId, shown);
+  if (shown && !was) markSeen(conversationId);
 }
 
 /**
@@ -521,6 +536,54 @@ async function applySyncEvents(events: SyncEvent[]): Promise<void> {
   );
   const changed = all.filter((e) => e.conversation && e.type.startsWith('conversation.') && e.type !== ('conversation.read' as string));
   if (changed.length) await applyServerConversations(changed.map((e) => e.conversation!));
+  for (const e of all) {
+    if (e.type !== ('conversation.read' as string)) continue;
+    const read = e as unknown as Partial<ConversationRead> & { at?: string; messageId?: string };
+    const conversationId = read.conversationId ?? e.conversation?.id ?? e.message?.conversationId;
+    const upToMessageId = read.upToMessageId ?? read.messageId ?? e.message?.id;
+    if (conversationId && upToMessageId) {
+      await applyConversationRead({ conversationId, upToMessageId, userId: read.userId ?? e.userId, readAt: read.readAt ?? read.at ?? e.at });
+    }
+  }
+}
+
+/** `CONVERSATION_READ` and the feed's `conversation.read`: a whole conversation read up to a message. */
+interface ConversationRead {
+  conversationId: string;
+  userId: string;
+  upToMessageId: string;
+  readAt: string;
+  seq?: number;
+}
+
+function onConversationRead(p: ConversationRead): Promise<unknown> {
+  if (typeof p.seq === 'number') return onSeq(p.seq, () => applyConversationRead(p));
+  return serial(() => applyConversationRead(p));
+}
+
+/** The local conversation for a server conversation id (a direct one is keyed by the other person). */
+function localConversationId(serverId: string): string | null {
+  const convs = get().conversations;
+  if (convs[serverId]) return serverId;
+  return Object.values(convs).find((c) => c.serverId === serverId)?.id ?? null;
+}
+
+/** Applies a conversation read up to a message by `userId`. Must run inside `serial`. */
+async function applyConversationRead(p: ConversationRead): Promise<void> {
+  const database = db;
+  const id = localConversationId(p.conversationId);
+  if (!database || !id) return;
+  const where = get().ids[p.upToMessageId];
+  const upTo = (where && get().threads[where[0]]?.byKey[where[1]]) || (await database.byServerId(p.upToMessageId)) || null;
+  const rows = await database.messages
+    .where('[conversationId+order]')
+    .between([id, Dexie.minKey], [id, upTo ? upTo.order : Dexie.maxKey], true, true)
+    .toArray();
+  const inMemory = Object.values(get().threads[id]?.byKey ?? {});
+  const byKey = new Map([...rows, ...inMemory].map((m) => [m.key, m]));
+  await ingest(readUpTo([...byKey.values()], p.userId, upTo, p.readAt), 'event');
+  // This user read it elsewhere: nothing of it is unread here any more.
+  if (p.userId === me() && get().conversations[id]?.unreadCount) await updateConversation(id, { unreadCount: 0 });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -893,22 +956,72 @@ function acknowledge(id: string, kind: 'delivered' | 'read'): void {
   socket?.emit(kind === 'read' ? 'MESSAGE_READ' : 'MESSAGE_DELIVERED', { messageId: id }, () => undefined);
 }
 
-/** Marks as read what the user is looking at: every loaded incoming unread message. */
+/**
+ * Whether the server takes MARK_CONVERSATION_READ: not known until tried (a server without
+ * it answers "unknown event"); conversations without a server id always go per message.
+ */
+let conversationRead: boolean | null = null;
+
+/**
+ * Marks as read what the user is looking at (the conversation open, its newest messages in
+ * view, the tab visible): with one MARK_CONVERSATION_READ up to the newest incoming message
+ * where the server has it, else one MESSAGE_READ per unread message.
+ */
 export function markSeen(id: string | null): void {
   if (!id || !viewing(id) || !canEmit()) return;
   const thread = get().threads[id];
   if (!thread) return;
   const myId = me();
-  let unread = 0;
+  const unread: ChatMessage[] = [];
   for (const key of thread.keys) {
     const m = thread.byKey[key];
-    if (m.id && unreadBy(m, myId)) {
-      unread += 1;
-      acknowledge(m.id, 'read');
-    }
+    if (m.id && unreadBy(m, myId)) unread.push(m);
   }
   const c = get().conversations[id];
-  if (c && c.unreadCount > 0 && unread === 0 && thread.keys.length > 0) void updateConversation(id, { unreadCount: 0 });
+  if (unread.length === 0) {
+    if (c && c.unreadCount > 0 && thread.keys.length > 0) void updateConversation(id, { unreadCount: 0 });
+    return;
+  }
+  if (c?.serverId && conversationRead !== false) {
+    markConversationRead(id, c.serverId, unread[unread.length - 1].id!);
+    return;
+  }
+  for (const m of unread) acknowledge(m.id!, 'read');
+}
+
+function markConversationRead(id: string, serverId: string, upToMessageId: string): void {
+  const tag = `conversation:${serverId}:${upToMessageId}`;
+  if (asked.has(tag)) return;
+  asked.add(tag);
+  const s = socket as unknown as { timeout: (ms: number) => { emit: (...a: unknown[]) => void } } | null;
+  s?.timeout(ACK_TIMEOUT_MS).emit(
+    'MARK_CONVERSATION_READ',
+    { conversationId: serverId, upToMessageId },
+    (err: Error | null, answer?: Partial<ConversationRead> | ErrorEvent) => {
+      if (err || !answer) {
+        asked.delete(tag); // asked again on the next look
+        return;
+      }
+      if ('code' in answer) {
+        if (answer.code === 'VALIDATION_FAILED' && /unknown event/i.test(answer.message)) {
+          // An older server: per message from now on.
+          conversationRead = false;
+          markSeen(id);
+        } else {
+          console.warn('nexus: MARK_CONVERSATION_READ refused', answer.code, answer.message);
+        }
+        return;
+      }
+      conversationRead = true;
+      void onConversationRead({
+        conversationId: serverId,
+        upToMessageId,
+        userId: me(),
+        readAt: answer.readAt ?? new Date().toISOString(),
+        seq: answer.seq,
+      });
+    },
+  );
 }
 
 const typingSent = new Map<string, number>();

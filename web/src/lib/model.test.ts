@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DELETED_CONTENT } from '../wire/protocol';
-import { fromWire, merge, optimistic, tickOf, unreadBy, withDelete, withEdit, withReceipt, type ChatMessage } from './model';
+import { fromWire, merge, optimistic, readCount, readUpTo, tickOf, unreadBy, withDelete, withEdit, withReceipt, type ChatMessage } from './model';
 import { emptyThread, initialState, mergeMessages } from './store';
 
 const ME = 'me';
@@ -124,5 +124,34 @@ describe('conversations, before and after the server has them', () => {
     );
     expect(group.conversationId).toBe('grp-1');
     expect(group.receiverId).toBeNull();
+  });
+});
+
+describe('reading a whole conversation', () => {
+  const theirs = (id: string, minute: number, sender = BOB) =>
+    fromWire(
+      wire({ id, senderId: sender, receiverId: ME, sender: user(sender), receiver: user(ME), clientMessageId: null, timestamp: `2026-01-01T10:0${minute}:00.000Z` }),
+      ME,
+    );
+
+  it('read up to a message: the others\' messages at or before it get the receipt, later and own ones do not', () => {
+    const a = theirs('a', 1);
+    const b = theirs('b', 2);
+    const c = theirs('c', 3);
+    const own = fromWire(wire({ id: 'o', clientMessageId: null, timestamp: '2026-01-01T10:01:30.000Z' }), ME);
+    const already = withReceipt(theirs('z', 0), 'read', ME, 'earlier');
+    const changed = readUpTo([a, b, c, own, already], ME, b, 'T');
+    expect(changed.map((m) => m.id)).toEqual(['a', 'b']);
+    expect(changed.every((m) => m.read[ME] === 'T' && !unreadBy(m, ME))).toBe(true);
+    // The message read up to is not held here: by time.
+    expect(readUpTo([a, b, c], ME, null, '2026-01-01T10:02:30.000Z').map((m) => m.id)).toEqual(['a', 'b']);
+  });
+
+  it('a group message says how many of the others have read it', () => {
+    const m = fromWire(wire({ receiverId: null, receiver: null, readReceipts: [{ userId: BOB, readAt: 'x' }] } as never), ME);
+    expect(readCount(m, [BOB, 'carol'])).toBe(1);
+    expect(readCount(withReceipt(m, 'read', 'carol', 'y'), [BOB, 'carol'])).toBe(2);
+    // Someone who left the group is not counted.
+    expect(readCount(m, ['carol'])).toBe(0);
   });
 });

@@ -260,6 +260,17 @@ export function conversationTitle(c: ChatConversation, people: Record<string, Pe
   return (c.peerId && people[c.peerId]?.name) || c.title || 'Unknown';
 }
 
+/**
+ * A conversation read "up to" a message by `readerId` (MARK_CONVERSATION_READ, from any of
+ * the reader's devices): the messages of others at or before it (by order; by time when the
+ * message is not held here) that did not have that reader's receipt yet, with it.
+ */
+export function readUpTo(rows: ChatMessage[], readerId: string, upTo: { order: string } | null, readAt: string): ChatMessage[] {
+  return rows
+    .filter((m) => m.id && m.senderId !== readerId && !m.read[readerId] && (upTo ? m.order <= upTo.order : m.timestamp <= readAt))
+    .map((m) => withReceipt(m, 'read', readerId, readAt));
+}
+
 /** How many of `recipients` have read an own message: "read by N of M" in groups. */
 export function readCount(m: ChatMessage, recipients: string[]): number {
   return recipients.filter((u) => m.read[u]).length;

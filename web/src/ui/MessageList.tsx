@@ -3,7 +3,7 @@
 // jump), loading older pages as the top comes near, with "Jump to latest" when scrolled up.
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
-import { loadOlder, markSeen } from '../lib/engine';
+import { loadOlder, markSeen, setAtLatest } from '../lib/engine';
 import { useStore } from '../lib/store';
 import { Bubble } from './Bubble';
 import { dayLabel } from './format';
@@ -54,6 +54,7 @@ export function MessageList({
     if (!el) return;
     const bottom = el.scrollHeight - el.scrollTop - el.clientHeight < AT_BOTTOM_PX;
     atBottom.current = bottom;
+    setAtLatest(conversationId, bottom);
     setShowJump(!bottom);
     if (bottom) {
       setUnseen(0);
@@ -68,6 +69,7 @@ export function MessageList({
   useLayoutEffect(() => {
     previous.current = { count: 0 };
     atBottom.current = true;
+    setAtLatest(conversationId, true);
     setShowJump(false);
     setUnseen(0);
   }, [conversationId]);
