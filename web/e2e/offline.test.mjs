@@ -114,6 +114,58 @@ describe('offline and reconnect', () => {
     await message(alice.page, 'Read me later').locator('[aria-label=Read]').waitFor();
   });
 
+  test('own edits and deletes made offline wait (also across a reload) and are applied once on reconnect', async () => {
+    await sendUi(alice.page, 'Fix me when offline');
+    await sendUi(alice.page, 'Remove me when offline');
+    await message(bob.page, 'Remove me when offline').waitFor();
+    await message(alice.page, 'Remove me when offline').locator('[aria-label=Read]').waitFor();
+    const bobToken = await token(bob.page);
+    // What Alice's page emits from here on (its socket after the reload).
+    const emitted = [];
+    const record = (ws) => ws.on('framesent', ({ payload }) => /"(EDIT|DELETE)_MESSAGE"/.test(String(payload)) && emitted.push(String(payload)));
+    alice.page.on('websocket', record);
+
+    await alice.context.setOffline(true);
+    await offlineBanner(alice.page).waitFor();
+    const fix = message(alice.page, 'Fix me when offline');
+    await fix.hover();
+    await fix.getByRole('button', { name: 'Edit' }).click();
+    await alice.page.getByRole('textbox', { name: 'Edit text' }).fill('Fixed while offline');
+    await alice.page.getByRole('textbox', { name: 'Edit text' }).press('Enter');
+    const fixed = message(alice.page, 'Fixed while offline');
+    await fixed.getByText('waiting for the connection').waitFor();
+    const doomed = message(alice.page, 'Remove me when offline');
+    await doomed.hover();
+    await doomed.getByRole('button', { name: 'Delete' }).click();
+    await doomed.waitFor({ state: 'detached' });
+    await offlineBanner(alice.page).filter({ hasText: '2 edits or deletes will be sent' }).waitFor();
+
+    // Kept in IndexedDB: a reload while offline still shows them, still waiting.
+    await alice.page.reload();
+    await offlineBanner(alice.page).waitFor();
+    await message(alice.page, 'Fixed while offline').getByText('waiting for the connection').waitFor();
+    assert.equal(await message(alice.page, 'Remove me when offline').count(), 0);
+    await settle(500);
+    assert.equal(await message(bob.page, 'Fix me when offline').count(), 1, 'nothing leaves while offline');
+    assert.equal(await message(bob.page, 'Remove me when offline').count(), 1);
+
+    await alice.context.setOffline(false);
+    await message(bob.page, 'Fixed while offline').getByText('edited', { exact: true }).waitFor();
+    await message(bob.page, 'Remove me when offline').waitFor({ state: 'detached' });
+    await message(alice.page, 'Fixed while offline').getByText('waiting for the connection').waitFor({ state: 'detached' });
+    await settle();
+    assert.equal(await offlineBanner(alice.page).count(), 0);
+    const history = await api(server.base, 'GET', `/messages/conversation/${await userId(alice.page)}?limit=50`, { token: bobToken });
+    const fixedOnServer = history.messages.filter((m) => m.content === 'Fixed while offline');
+    assert.equal(fixedOnServer.length, 1);
+    assert.equal(fixedOnServer[0].isEdited, true);
+    assert.equal(history.messages.filter((m) => m.content === 'Remove me when offline' || m.content === 'Fix me when offline').length, 0);
+    // Sent once each.
+    alice.page.off('websocket', record);
+    assert.equal(emitted.filter((f) => f.includes('"EDIT_MESSAGE"')).length, 1, emitted.join('\n'));
+    assert.equal(emitted.filter((f) => f.includes('"DELETE_MESSAGE"')).length, 1, emitted.join('\n'));
+  });
+
   test('two tabs of one user stay consistent, and send a shared queue once', async () => {
     const second = await alice.context.newPage();
     await second.goto('/');

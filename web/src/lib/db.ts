@@ -16,6 +16,22 @@ export interface OutboxItem {
   state: 'queued' | 'failed';
 }
 
+/**
+ * An edit or delete of a stored own message made while offline, applied on reconnect. One
+ * per message (a later edit replaces an earlier one; a delete replaces an edit), so what the
+ * server gets is the user's last word on it.
+ */
+export interface PendingChange {
+  /** The message's key. */
+  key: string;
+  messageId: string;
+  conversationId: string;
+  kind: 'edit' | 'delete';
+  /** The new content of an edit. */
+  content?: string;
+  createdAt: string;
+}
+
 export interface MetaRow {
   k: string;
   v: unknown;
@@ -26,6 +42,7 @@ export class NexusDb extends Dexie {
   conversations!: Table<ChatConversation, string>;
   people!: Table<Person, string>;
   outbox!: Table<OutboxItem, string>;
+  changes!: Table<PendingChange, string>;
   meta!: Table<MetaRow, string>;
 
   constructor(name: string) {
@@ -37,6 +54,8 @@ export class NexusDb extends Dexie {
       outbox: 'tempId, createdAt',
       meta: 'k',
     });
+    // Edits and deletes made offline.
+    this.version(2).stores({ changes: 'key, createdAt' });
   }
 
   async getMeta<T>(k: string, fallback: T): Promise<T> {

@@ -15,7 +15,7 @@ import type {
 import { NAMESPACE } from '../wire/protocol';
 import * as api from './api';
 import Dexie from 'dexie';
-import { NexusDb, dbName, type OutboxItem } from './db';
+import { NexusDb, dbName, type OutboxItem, type PendingChange } from './db';
 import {
   byActivity,
   fromWire,
@@ -194,8 +194,13 @@ async function saveSeq(seq: number, force = false): Promise<void> {
 }
 
 async function hydrate(database: NexusDb, user: User): Promise<void> {
-  const [conversations, people] = await Promise.all([database.conversations.toArray(), database.people.toArray()]);
+  const [conversations, people, changes] = await Promise.all([
+    database.conversations.toArray(),
+    database.people.toArray(),
+    database.changes.toArray(),
+  ]);
   set({
+    changes: Object.fromEntries(changes.map((c) => [c.key, c])),
     conversations: Object.fromEntries(conversations.map((c) => [c.id, c])),
     people: { ...Object.fromEntries(people.map((p) => [p.id, p])), [user.id]: { ...user } },
     hydrated: true,
@@ -321,6 +326,7 @@ async function onConnected(seq: number): Promise<void> {
   }
   if (socket?.connected) set({ connection: get().network ? 'online' : 'offline' });
   void outbox?.flush();
+  void flushChanges();
 }
 
 /** Applies a socket event carrying `seq` in feed order (gap → /sync). */
@@ -904,7 +910,7 @@ function ackOrError<T>(event: 'EDIT_MESSAGE' | 'DELETE_MESSAGE', payload: object
                 : e.code === 'NOT_FOUND'
                   ? 'This message no longer exists.'
                   : e.message;
-          return reject(new Error(text));
+          return reject(Object.assign(new Error(text), { refused: e.code }));
         }
         resolve(answer as T);
       },
@@ -915,7 +921,12 @@ function ackOrError<T>(event: 'EDIT_MESSAGE' | 'DELETE_MESSAGE', payload: object
 export async function edit(key: string, content: string): Promise<boolean> {
   const where = findByKey(key);
   if (!where?.id || !content.trim()) return false;
-  if (content === where.content) return true;
+  const pending = get().changes[key];
+  if (content === (pending?.kind === 'edit' ? pending.content : where.content)) return true;
+  if (!canEmit() || pending) {
+    await queueChange({ key, messageId: where.id, conversationId: where.conversationId, kind: 'edit', content, createdAt: new Date().toISOString() });
+    return true;
+  }
   try {
     const answer = await ackOrError<{ id: string; content: string; editedAt: string; seq: number }>('EDIT_MESSAGE', {
       messageId: where.id,
@@ -933,11 +944,93 @@ export async function remove(key: string): Promise<void> {
   const where = findByKey(key);
   if (!where) return;
   if (!where.id) return discard(key);
+  if (!canEmit() || get().changes[key]) {
+    await queueChange({ key, messageId: where.id, conversationId: where.conversationId, kind: 'delete', createdAt: new Date().toISOString() });
+    return;
+  }
   try {
     const answer = await ackOrError<{ id: string; deletedAt: string; seq: number }>('DELETE_MESSAGE', { messageId: where.id });
     await onSeq(answer.seq, () => patchById(answer.id, (m) => withDelete(m, answer.deletedAt)));
   } catch (e) {
     notify((e as Error).message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Edits and deletes made offline: kept in IndexedDB (`changes`), shown over the message
+// until the server has them, sent once the connection is back (after the catch-up).
+
+async function queueChange(change: PendingChange): Promise<void> {
+  const database = db;
+  if (!database) return;
+  await database.changes.put(change);
+  set((s) => ({ changes: { ...s.changes, [change.key]: change } }));
+  broadcast({ t: 'changes', keys: [change.key], conversations: [change.conversationId] });
+  void flushChanges();
+}
+
+async function settleChange(key: string): Promise<void> {
+  await db?.changes.delete(key);
+  set((s) => {
+    const changes = { ...s.changes };
+    delete changes[key];
+    return { changes };
+  });
+  broadcast({ t: 'changes', keys: [key], conversations: [] });
+}
+
+let flushingChanges = false;
+
+/** Sends the queued edits and deletes, oldest first, one tab at a time. */
+async function flushChanges(): Promise<void> {
+  const database = db;
+  const userId = me();
+  if (!database || flushingChanges || !canEmit() || get().connection !== 'online') return;
+  flushingChanges = true;
+  try {
+    const pass = async () => {
+      for (const change of await database.changes.orderBy('createdAt').toArray()) {
+        if (!canEmit()) return;
+        if (!(await sendChange(change))) return;
+      }
+    };
+    if ('locks' in navigator) await navigator.locks.request(`nexus-changes-${userId}`, { ifAvailable: true }, (lock) => (lock ? pass() : undefined));
+    else await pass();
+  } finally {
+    flushingChanges = false;
+  }
+}
+
+/** One queued change; false when it could not be sent (it stays for the next connect). */
+async function sendChange(change: PendingChange): Promise<boolean> {
+  const current = (await db?.messages.get(change.key)) ?? findByKey(change.key);
+  // Already so on the server (a resend after an answer that came too late to be recorded).
+  const done = change.kind === 'delete' ? !!current?.deletedAt : !!current && current.content === change.content && current.isEdited;
+  if (done) {
+    await settleChange(change.key);
+    return true;
+  }
+  try {
+    if (change.kind === 'edit') {
+      const answer = await ackOrError<{ id: string; content: string; editedAt: string; seq: number }>('EDIT_MESSAGE', {
+        messageId: change.messageId,
+        content: change.content,
+      });
+      await onSeq(answer.seq, () => patchById(answer.id, (m) => withEdit(m, answer.content, answer.editedAt)));
+    } else {
+      const answer = await ackOrError<{ id: string; deletedAt: string; seq: number }>('DELETE_MESSAGE', { messageId: change.messageId });
+      await onSeq(answer.seq, () => patchById(answer.id, (m) => withDelete(m, answer.deletedAt)));
+    }
+    await settleChange(change.key);
+    return true;
+  } catch (e) {
+    const refused = (e as { refused?: string }).refused;
+    if (!refused) return false; // no answer or offline: next time
+    await settleChange(change.key);
+    if (!(change.kind === 'delete' && refused === 'ALREADY_DELETED')) {
+      notify(`Your ${change.kind === 'edit' ? 'edit' : 'delete'} made offline was not applied: ${(e as Error).message}`);
+    }
+    return true;
   }
 }
 
@@ -1100,7 +1193,7 @@ async function onPresence(userId: string, online: boolean, lastSeen: string): Pr
 // ---------------------------------------------------------------------------------------
 // Other tabs of the same user
 
-type TabMessage = { t: 'messages' | 'removed' | 'forgotten'; keys: string[]; conversations: string[] };
+type TabMessage = { t: 'messages' | 'removed' | 'forgotten' | 'changes'; keys: string[]; conversations: string[] };
 
 function broadcast(msg: TabMessage): void {
   tabs?.postMessage(msg);
@@ -1114,6 +1207,19 @@ function watchTabs(userId: string): void {
       const database = db;
       if (!database) return;
       const msg = ev.data;
+      if (msg.t === 'changes') {
+        const rows = await database.changes.bulkGet(msg.keys);
+        set((s) => {
+          const changes = { ...s.changes };
+          msg.keys.forEach((key, i) => {
+            const row = rows[i];
+            if (row) changes[key] = row;
+            else delete changes[key];
+          });
+          return { changes };
+        });
+        return;
+      }
       if (msg.t === 'forgotten') {
         set((s) => {
           const conversations = { ...s.conversations };

@@ -2,6 +2,7 @@
 // of server-derived state; components read with selectors and call the engine's actions.
 import { create } from 'zustand';
 import type { User } from '../wire/protocol';
+import type { PendingChange } from './db';
 import {
   insertionPoint,
   merge,
@@ -45,6 +46,8 @@ export interface State {
   /** Server message id → [conversationId, key], for events that name a message by id. */
   ids: Record<string, [string, string]>;
   activeId: string | null;
+  /** Edits and deletes made offline, by message key, until the server has them. */
+  changes: Record<string, PendingChange>;
   notices: Notice[];
   pushState: 'unsupported' | 'off' | 'on' | 'denied' | 'unavailable';
 }
@@ -61,6 +64,7 @@ export const initialState = (): State => ({
   threads: {},
   ids: {},
   activeId: null,
+  changes: {},
   notices: [],
   pushState: 'off',
 });

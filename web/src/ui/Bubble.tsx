@@ -1,4 +1,5 @@
 import { useState, type KeyboardEvent } from 'react';
+import { DELETED_CONTENT } from '../wire/protocol';
 import { edit as editMessage, remove, retry, discard } from '../lib/engine';
 import { readCount, tickOf, type ChatMessage, type Tick } from '../lib/model';
 import { useStore } from '../lib/store';
@@ -41,9 +42,13 @@ export function Bubble({
 }) {
   const sender = useStore((s) => s.people[m.senderId]?.name ?? 'Someone');
   const network = useStore((s) => s.network);
+  // An edit or delete made offline, shown until the server has it.
+  const change = useStore((s) => s.changes[m.key]);
+  const pendingDelete = change?.kind === 'delete';
+  const content = pendingDelete ? DELETED_CONTENT : change?.kind === 'edit' && change.content !== undefined ? change.content : m.content;
   const [editing, setEditing] = useState(false);
-  const [text, setText] = useState(m.content);
-  const deleted = !!m.deletedAt;
+  const [text, setText] = useState(content);
+  const deleted = !!m.deletedAt || pendingDelete;
 
   async function save() {
     const ok = await editMessage(m.key, text);
@@ -57,7 +62,7 @@ export function Bubble({
     } else if (e.key === 'Escape') {
       e.preventDefault();
       setEditing(false);
-      setText(m.content);
+      setText(content);
     }
   }
 
@@ -85,16 +90,17 @@ export function Bubble({
             <button type="button" onClick={() => void save()} disabled={!text.trim()}>
               Save
             </button>
-            <button type="button" className="ghost" onClick={() => (setEditing(false), setText(m.content))}>
+            <button type="button" className="ghost" onClick={() => (setEditing(false), setText(content))}>
               Cancel
             </button>
           </div>
         </div>
       ) : (
-        <p className="content">{m.content}</p>
+        <p className="content">{content}</p>
       )}
       <span className="stamp">
-        {m.isEdited && !deleted && <span className="edited">edited</span>}
+        {change && <span className="pending-change">{network ? 'saving…' : 'waiting for the connection'}</span>}
+        {(m.isEdited || change?.kind === 'edit') && !deleted && <span className="edited">edited</span>}
         {readers > 0 && (
           <span className="read-by">
             Read by {readers} of {recipients.length}
@@ -119,17 +125,15 @@ export function Bubble({
           <button
             type="button"
             className="icon"
-            disabled={!network}
-            title={network ? 'Edit' : 'Editing needs a connection'}
-            onClick={() => (setText(m.content), setEditing(true))}
+            title={network ? 'Edit' : 'Edit (saved when you are back online)'}
+            onClick={() => (setText(content), setEditing(true))}
           >
             Edit
           </button>
           <button
             type="button"
             className="icon"
-            disabled={!network}
-            title={network ? 'Delete' : 'Deleting needs a connection'}
+            title={network ? 'Delete' : 'Delete (applied when you are back online)'}
             onClick={() => void remove(m.key)}
           >
             Delete

@@ -9,11 +9,16 @@ export function Banner() {
     for (const t of Object.values(s.threads)) for (const k of t.keys) if (t.byKey[k].local === 'sending') n++;
     return n;
   });
+  const changes = useStore((s) => Object.keys(s.changes).length);
   let text = '';
   if (!network) {
+    const waiting = [
+      queued > 0 ? `${queued} message${queued === 1 ? '' : 's'}` : '',
+      changes > 0 ? `${changes} edit${changes === 1 ? '' : 's'} or delete${changes === 1 ? '' : 's'}` : '',
+    ].filter(Boolean);
     text =
-      queued > 0
-        ? `You are offline. ${queued} message${queued === 1 ? '' : 's'} will be sent when you are back online.`
+      waiting.length > 0
+        ? `You are offline. ${waiting.join(' and ')} will be sent when you are back online.`
         : 'You are offline. Messages you write are kept and sent when you are back online.';
   } else if (connection === 'connecting') text = 'Connecting…';
   else if (connection === 'syncing') text = 'Catching up…';
