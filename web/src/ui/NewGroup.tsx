@@ -14,8 +14,15 @@ export default function NewGroup({ onClose }: { onClose: () => void }) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const first = useRef<HTMLInputElement>(null);
+  const ref = useRef<HTMLDialogElement>(null);
 
-  useEffect(() => first.current?.focus(), []);
+  // A native modal dialog: focus stays inside, Escape closes it.
+  useEffect(() => {
+    const dialog = ref.current;
+    if (dialog && !dialog.open) dialog.showModal();
+    first.current?.focus();
+    return () => dialog?.close();
+  }, []);
   useEffect(() => {
     const term = q.trim();
     if (!term) return setFound([]);
@@ -38,6 +45,7 @@ export default function NewGroup({ onClose }: { onClose: () => void }) {
       const id = await createGroup(title.trim(), picked);
       onClose();
       navigate(id);
+      setTimeout(() => document.getElementById('composer')?.focus(), 50);
     } catch (err) {
       setError(err instanceof api.ApiError ? err.message : 'The group could not be created.');
       setBusy(false);
@@ -45,8 +53,16 @@ export default function NewGroup({ onClose }: { onClose: () => void }) {
   }
 
   return (
-    <div className="overlay" role="presentation" onKeyDown={(e) => e.key === 'Escape' && onClose()}>
-      <form className="dialog" role="dialog" aria-modal="true" aria-label="New group" onSubmit={submit}>
+    <dialog
+      ref={ref}
+      className="dialog"
+      aria-label="New group"
+      onCancel={(e) => {
+        e.preventDefault();
+        onClose();
+      }}
+    >
+      <form className="dialog-form" onSubmit={submit}>
         <h2>New group</h2>
         <label>
           Group name
@@ -90,6 +106,6 @@ export default function NewGroup({ onClose }: { onClose: () => void }) {
           </button>
         </div>
       </form>
-    </div>
+    </dialog>
   );
 }

@@ -14,18 +14,23 @@ function NewGroupButton() {
   const [available, setAvailable] = useState(false);
   const [open, setOpen] = useState(false);
   const network = useStore((s) => s.network);
+  const button = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (network) void api.hasGroups().then(setAvailable);
   }, [network]);
   if (!available) return null;
+  const close = () => {
+    setOpen(false);
+    requestAnimationFrame(() => button.current?.focus());
+  };
   return (
     <>
-      <button type="button" className="new-group" onClick={() => setOpen(true)} disabled={!network}>
+      <button ref={button} type="button" className="new-group" onClick={() => setOpen(true)} disabled={!network}>
         New group
       </button>
       {open && (
         <Suspense fallback={null}>
-          <NewGroup onClose={() => setOpen(false)} />
+          <NewGroup onClose={close} />
         </Suspense>
       )}
     </>
