@@ -429,6 +429,10 @@ async function ingest(incoming: ChatMessage[], source: Source, extraPeople: Arra
     } else if (before && unreadBy(before, myId) && !unreadBy(m, myId)) {
       next.unreadCount = Math.max(0, next.unreadCount - 1);
     }
+    // Read (on any device) up to the newest message: nothing before it is unread either.
+    // Not left to the count above: tabs share IndexedDB, so another tab may have stored the
+    // receipt first and `before` already has it.
+    if (m.senderId !== myId && m.read[myId] && next.last && next.last.order <= m.order) next.unreadCount = 0;
     if ((source === 'event' || source === 'sync') && m.senderId !== myId && m.id && !m.delivered[myId] && !m.read[myId] && !m.deletedAt) {
       deliveries.push(m.id);
     }
