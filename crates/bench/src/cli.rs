@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::link::AckMode;
+use crate::link::{AckMode, Contract};
 use crate::report::Report;
 use crate::scenario;
 
@@ -112,6 +112,46 @@ pub enum Command {
     /// The ceiling: the `throughput` scenario against `ws-echo-server` (give its address
     /// with --url http://HOST:PORT), same pairs, same window, same driver.
     WsEcho(LoadArgs),
+    /// Side by side: the `throughput` scenario against several servers of the contract in
+    /// one run (each `--target`, then the `--peer`, in turn, for every `--inflight` level
+    /// and `--rounds` times), with the same users, window and duration; prints durable
+    /// sends/s, latencies and CPU per server and each server's ratio to the peer. Start the
+    /// servers first (scripts/bench-compare.sh starts nexus on SQLite and PostgreSQL and the
+    /// Node peer in crates/bench/peer, and runs this).
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct CompareArgs {
+    /// A server to measure, as LABEL=URL or LABEL=URL@PID (the PID adds its CPU use).
+    /// Repeat for several; without any, `nexus=` the first --url.
+    #[arg(long = "target", value_name = "LABEL=URL[@PID]")]
+    pub targets: Vec<String>,
+    /// The server the others are compared with, as LABEL=URL or LABEL=URL@PID (such as the
+    /// seed stack's Node peer).
+    #[arg(long, value_name = "LABEL=URL[@PID]")]
+    pub peer: String,
+    /// The peer's event shapes (the targets speak the Nexus contract).
+    #[arg(long, value_enum, default_value_t = Contract::Nexus)]
+    pub contract: Contract,
+    /// Users (an even number), paired as in `throughput`.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Messages in flight per user; repeat for several levels.
+    #[arg(long = "inflight", default_values_t = [1, 16])]
+    pub inflight: Vec<usize>,
+    /// Seconds of measured sending per run, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of sending before each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Message content size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// How many times each (server, in-flight level) is measured, interleaved.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 /// The closed-loop load shape shared by `throughput` and `ws-echo`.
@@ -147,6 +187,9 @@ pub struct ThroughputArgs {
     /// How sends are acknowledged: the MESSAGE_SENT event, or a Socket.IO ack callback.
     #[arg(long, value_enum, default_value_t = AckMode::Event)]
     pub ack: AckMode,
+    /// The server's event shapes: the Nexus contract, or the original brief's (no `seq`).
+    #[arg(long, value_enum, default_value_t = Contract::Nexus)]
+    pub contract: Contract,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -261,6 +304,15 @@ pub fn main() -> ExitCode {
         }
     };
     let common = cli.common.clone();
+    if let Command::Compare(args) = &cli.command {
+        return match runtime.block_on(crate::compare::run(&common, args)) {
+            Ok(outcome) => outcome.output(&common),
+            Err(e) => {
+                eprintln!("nexus-bench: error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(scenario::run(cli)) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(report)) => output(&common, &report),
@@ -332,5 +384,21 @@ mod tests {
 
         let cli = Cli::try_parse_from(["nexus-bench", "throughput"]).unwrap();
         assert_eq!(cli.common.urls, vec!["http://127.0.0.1:3000".to_string()]);
+
+        let cli = Cli::try_parse_from([
+            "nexus-bench",
+            "compare",
+            "--peer",
+            "seed=http://127.0.0.1:3100",
+            "--contract",
+            "brief",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(args.inflight, vec![1, 16]);
+        assert_eq!(args.users, 200);
+        assert_eq!(args.contract, Contract::Brief);
     }
 }

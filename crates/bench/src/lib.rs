@@ -21,7 +21,8 @@
 //! - [`pairs`]: the pair driver shared by `throughput`, `latency`, `cluster` and `ws-echo`:
 //!   two users, both sending to each other, closed-loop (window) or open-loop (fixed rate).
 //! - [`check`]: the per-conversation correctness ledger (exactly once, in order).
-//! - [`scenario`]: one module per subcommand.
+//! - [`scenario`]: one module per subcommand; [`compare`] runs `throughput` against
+//!   several servers side by side.
 //! - [`echo`]: the raw WebSocket relay server used as a ceiling.
 //! - [`report`], [`stats`], [`plot`], [`progress`], [`procfs`]: output and measurement.
 //! - [`clock`], [`content`]: the process-wide clock and the message body format.
@@ -30,6 +31,7 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod compare;
 pub mod content;
 pub mod echo;
 pub mod link;

@@ -34,6 +34,44 @@ pub enum AckMode {
     Callback,
 }
 
+/// Which event shapes a server speaks. Both carry the same calls (`NEW_MESSAGE` with a
+/// `tempId`, the `MESSAGE_SENT` acknowledgement, the receiver's `NEW_MESSAGE`); they differ
+/// in the fields of the payloads, which the first ack and message of each socket are checked
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Contract {
+    /// The Nexus contract (docs/protocol.md): the `nexus-protocol` types, `seq` included.
+    #[default]
+    Nexus,
+    /// The original brief's shapes, which other implementations (such as the seed stack's
+    /// Node peer) speak: `MESSAGE_SENT {messageId, dbMessageId, timestamp}` and
+    /// `NEW_MESSAGE {id, content, senderId, receiverId, timestamp}`, no `seq`.
+    Brief,
+}
+
+/// `MESSAGE_SENT` as the brief gives it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // decoded to check the shape
+struct BriefSent {
+    message_id: String,
+    db_message_id: String,
+    timestamp: String,
+}
+
+/// `NEW_MESSAGE` as the brief gives it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // decoded to check the shape
+struct BriefMessage {
+    id: String,
+    content: String,
+    sender_id: String,
+    receiver_id: String,
+    timestamp: String,
+}
+
 /// What a frame meant to the driver.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ev {
@@ -59,6 +97,7 @@ pub struct SioLink {
     /// are unique across users, as a real client's (random) ones would be.
     tag: String,
     ack: AckMode,
+    contract: Contract,
     /// The first ack and the first message are decoded with the full contract types, to
     /// catch a server whose payloads drift from the contract; later ones with lean types.
     ack_checked: bool,
@@ -101,13 +140,14 @@ struct IncomingLite<'a> {
 }
 
 impl SioLink {
-    pub fn new(conn: SioConn, partner_id: String, ack: AckMode) -> SioLink {
+    pub fn new(conn: SioConn, partner_id: String, ack: AckMode, contract: Contract) -> SioLink {
         let tag = conn.user_id.clone();
         SioLink {
             tag,
             conn,
             partner_id,
             ack,
+            contract,
             ack_checked: false,
             message_checked: false,
         }
@@ -174,10 +214,11 @@ impl SioLink {
         if !self.ack_checked {
             self.ack_checked = true;
             let mut copy = v.clone();
-            let full: Result<MessageSent> = if event {
-                sio::payload(&mut copy)
-            } else {
-                sio::ack_payload(&mut copy)
+            let full: Result<()> = match (self.contract, event) {
+                (Contract::Nexus, true) => sio::payload::<MessageSent>(&mut copy).map(drop),
+                (Contract::Nexus, false) => sio::ack_payload::<MessageSent>(&mut copy).map(drop),
+                (Contract::Brief, true) => sio::payload::<BriefSent>(&mut copy).map(drop),
+                (Contract::Brief, false) => sio::ack_payload::<BriefSent>(&mut copy).map(drop),
             };
             if let Err(e) = full {
                 return Ev::Fatal(format!("MESSAGE_SENT does not match the contract: {e}"));
@@ -209,7 +250,11 @@ impl SioLink {
         if !self.message_checked {
             self.message_checked = true;
             let mut copy = v.clone();
-            if let Err(e) = sio::payload::<IncomingMessage>(&mut copy) {
+            let full = match self.contract {
+                Contract::Nexus => sio::payload::<IncomingMessage>(&mut copy).map(drop),
+                Contract::Brief => sio::payload::<BriefMessage>(&mut copy).map(drop),
+            };
+            if let Err(e) = full {
                 return Ev::Fatal(format!("NEW_MESSAGE does not match the contract: {e}"));
             }
         }

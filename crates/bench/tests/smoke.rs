@@ -372,3 +372,44 @@ fn more_connections_than_the_file_limit_is_refused_up_front() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("ulimit -n"), "{stderr}");
 }
+
+#[test]
+fn compare_smoke_two_servers_side_by_side() {
+    let (a, b) = (Server::start(), Server::start());
+    let target = format!("a={}@{}", a.url(), a.pid());
+    let peer = format!("b={}", b.url());
+    let r = passed(&[
+        "compare",
+        "--target",
+        &target,
+        "--peer",
+        &peer,
+        "--contract",
+        "brief",
+        "--users",
+        "4",
+        "--inflight",
+        "1",
+        "--inflight",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+    ]);
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{r:#}");
+    for (row, (server, inflight)) in rows.iter().zip([("a", 1), ("b", 1), ("a", 4), ("b", 4)]) {
+        assert_eq!(row["server"], server, "{row:#}");
+        assert_eq!(row["inflight"], inflight, "{row:#}");
+        assert!(f(&row["acked_per_second"]) > 0.0, "{row:#}");
+        assert_eq!(row["passed"], true, "{row:#}");
+    }
+    assert!(rows[0]["server_cpu_percent"].is_number(), "{r:#}");
+    assert_eq!(f(&rows[1]["ratio_to_peer"]), 1.0, "{r:#}");
+    let expected = f(&rows[0]["acked_per_second"]) / f(&rows[1]["acked_per_second"]);
+    assert!(
+        (f(&rows[0]["ratio_to_peer"]) - expected).abs() < 0.01,
+        "{r:#}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::check::{Conversation, Correctness};
 use crate::cli::{CatchupArgs, Common};
 use crate::clock::now_ns;
 use crate::content;
-use crate::link::{AckMode, Ev, Link, SioLink};
+use crate::link::{AckMode, Contract, Ev, Link, SioLink};
 use crate::progress::Progress;
 use crate::report::{CatchupResult, PlotData, Report, Results};
 use crate::sio::{self, SioConn, Target};
@@ -57,6 +57,7 @@ pub async fn run(common: &Common, args: &CatchupArgs) -> Result<Report> {
         conn,
         receiver.id.clone(),
         AckMode::Event,
+        Contract::Nexus,
     )));
     let mut conv = Conversation::default();
     progress.start("sending", args.messages);

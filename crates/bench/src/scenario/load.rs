@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::api::{Api, BenchUser};
 use crate::check::Correctness;
 use crate::cli::{ClusterArgs, Common, LatencyArgs, LoadArgs, Placement, ThroughputArgs};
-use crate::link::{AckMode, Link, RawLink, SioLink};
+use crate::link::{AckMode, Contract, Link, RawLink, SioLink};
 use crate::pairs::{self, Pace, Pair, Plan, RunOutcome};
 use crate::progress::Progress;
 use crate::report::{LoadResult, PlotData, Report, Results};
@@ -42,6 +42,7 @@ async fn sio_pairs(
     common: &Common,
     count: usize,
     ack: AckMode,
+    contract: Contract,
     progress: &Progress,
 ) -> Result<(Vec<BenchUser>, Vec<Pair>)> {
     let api = Api::new(common.register_concurrency)?;
@@ -59,7 +60,7 @@ async fn sio_pairs(
                 progress.inc(1);
                 Ok::<_, anyhow::Error>((
                     u.index,
-                    Link::Sio(Box::new(SioLink::new(conn, partner, ack))),
+                    Link::Sio(Box::new(SioLink::new(conn, partner, ack, contract))),
                 ))
             }
         })
@@ -99,7 +100,7 @@ pub async fn throughput(common: &Common, args: &ThroughputArgs) -> Result<Report
     let a = &args.load;
     check_users(a.users)?;
     let progress = Progress::new(!common.json);
-    let (users, pairs) = sio_pairs(common, a.users, args.ack, &progress).await?;
+    let (users, pairs) = sio_pairs(common, a.users, args.ack, args.contract, &progress).await?;
     let plan = closed_loop_plan(a)?;
     let due = [plan.send_from; 2];
     let out = pairs::run_all(
@@ -220,7 +221,8 @@ pub async fn latency(
         bail!("--rate must be a positive number of messages per second");
     }
     let progress = Progress::new(!common.json);
-    let (users, pairs) = sio_pairs(common, args.users, args.ack, &progress).await?;
+    let (users, pairs) =
+        sio_pairs(common, args.users, args.ack, Contract::Nexus, &progress).await?;
 
     // The whole run sends one message every 1/rate s: user k at k/rate, then every
     // users/rate s.

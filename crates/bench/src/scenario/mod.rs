@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> Result<Option<Report>> {
         Command::WsEcho(args) => load::ws_echo(&common, &args).await?,
         Command::Connections(args) => connections::run(&common, &args).await?,
         Command::Catchup(args) => catchup::run(&common, &args).await?,
+        Command::Compare(_) => unreachable!("cli::main runs compare"),
         Command::WsEchoServer(args) => {
             crate::echo::serve_on(args.listen).await?;
             return Ok(None);
