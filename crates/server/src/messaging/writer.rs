@@ -384,18 +384,6 @@ async fn apply_batch(
     named.dedup();
     let before_lock = tx.message_states(&named).await?;
     let users = cmds.iter().flat_map(|c| participants(c, &before_lock));
-    let locked = tx.lock_users(users).await?;
-
-    // Under the locks nobody else changes these users' messages: read their state now.
-    let mut snapshot = Snapshot {
-        counters: locked.iter().map(|(u, l)| (u.clone(), l.seq)).collect(),
-        messages: if named.is_empty() {
-            Default::default()
-        } else {
-            tx.message_states(&named).await?
-        },
-        ..Default::default()
-    };
     let client_ids: Vec<(String, String)> = cmds
         .iter()
         .filter_map(|c| match c {
@@ -407,9 +395,21 @@ async fn apply_batch(
             _ => None,
         })
         .collect();
-    if !client_ids.is_empty() {
-        snapshot.by_client_id = tx.messages_by_client_ids(&client_ids).await?;
-    }
+    // The counters under lock and the sends already stored under these tempIds (one round
+    // trip on PostgreSQL).
+    let (locked, by_client_id) = tx.lock_and_load(users, &client_ids).await?;
+
+    // Under the locks nobody else changes these users' messages: read their state now.
+    let mut snapshot = Snapshot {
+        counters: locked.iter().map(|(u, l)| (u.clone(), l.seq)).collect(),
+        messages: if named.is_empty() {
+            Default::default()
+        } else {
+            tx.message_states(&named).await?
+        },
+        by_client_id,
+        ..Default::default()
+    };
     let receipt_ids: Vec<String> = cmds
         .iter()
         .filter_map(|c| match c {

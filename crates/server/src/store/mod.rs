@@ -21,6 +21,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 mod devices;
 pub mod durable;
 mod messages;
+mod pg_writes;
 mod rows;
 mod sqlite_writes;
 mod tokens;
@@ -56,6 +57,11 @@ pub struct Store {
     /// commits become durable. `None` on PostgreSQL and for an in-memory database, which
     /// only the pool's connection can see.
     durable: Option<Arc<durable::Durable>>,
+    /// On PostgreSQL: the messaging writers' connections, through sqlx's PostgreSQL driver
+    /// (arrays as parameters, see `pg_writes`), one per writer worker, used by nobody else.
+    pg_writer: Option<sqlx::PgPool>,
+    /// How many messaging writer workers to start (see [`Store::writer_workers`]).
+    workers: usize,
 }
 
 /// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
@@ -166,8 +172,38 @@ impl Store {
                 (max_connections / 2).max(1),
             ),
         };
+        // One messaging writer on both engines. On PostgreSQL several writers were tried
+        // (one per write connection, commands sharded by the acting user): the two users of
+        // a conversation land on different shards, so nearly every batch needs counter rows
+        // another shard's open transaction holds, and the writers queue on each other's
+        // commits (three quarters of their time was spent waiting for such a lock at 200
+        // users x 1 in flight, see docs/benchmarks.md) while each commits a smaller batch.
+        // One writer takes everything queued into one transaction and waits for nobody's
+        // lock on this node; the write half of the connections is its connection (on a pool
+        // of its own) and the pool for the other writes (registration, devices, settings).
+        let workers = 1;
+        let pg_writer = match backend {
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .acquire_timeout(acquire_timeout)
+                    .max_connections(workers as u32)
+                    .connect_lazy_with(
+                        sqlx::postgres::PgConnectOptions::from_str(&url)?
+                            .log_statements(tracing::log::LevelFilter::Trace)
+                            .log_slow_statements(
+                                tracing::log::LevelFilter::Warn,
+                                Duration::from_millis(500),
+                            ),
+                    ),
+            ),
+            Backend::Sqlite => None,
+        };
+        let other_writes = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => write_max.saturating_sub(workers as u32).max(1),
+        };
         let write = pool_options()
-            .max_connections(write_max)
+            .max_connections(other_writes)
             .connect_with(options.clone())
             .await?;
         let durable = match backend {
@@ -187,6 +223,8 @@ impl Store {
             read: write.clone(),
             write,
             durable,
+            pg_writer,
+            workers,
         };
         store.migrate().await?;
         if backend == Backend::Sqlite && store.durable.is_none() {
@@ -229,17 +267,10 @@ impl Store {
         self.backend
     }
 
-    /// How many writer workers to start: SQLite has one writer; on PostgreSQL batches that
-    /// share no user commit in parallel, each on a write-pool connection of its own.
-    /// Each worker holds a connection of the write pool; one is left for the other writes
-    /// (registration, devices, settings).
+    /// How many writer workers to start: one on both engines (see `connect_with` for why
+    /// not several on PostgreSQL).
     pub fn writer_workers(&self) -> usize {
-        match self.backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => (self.write.options().get_max_connections() as usize)
-                .saturating_sub(1)
-                .max(1),
-        }
+        self.workers
     }
 
     /// Waits until every commit of the messaging writer that a read may have seen is on
@@ -310,6 +341,9 @@ impl Store {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+        if let Some(pool) = &self.pg_writer {
+            pool.close().await;
+        }
     }
 }
 

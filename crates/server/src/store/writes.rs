@@ -12,6 +12,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Connection, Transaction};
 
 use super::durable::{AfterSync, Durable};
+use super::pg_writes::{self, PgConn, PgTx};
 use super::{sqlite_writes, Backend, Store, StoreError};
 use crate::clock::Millis;
 
@@ -102,7 +103,8 @@ pub struct Writes<'a> {
 /// A connection for the writer, held by one writer for as long as it works: taking it
 /// from the pool for every batch would put a pool round trip (and a task switch) on the
 /// critical path of every commit. On a SQLite file it is an in-process rusqlite
-/// connection (`sqlite_writes`); otherwise a connection of the write pool.
+/// connection (`sqlite_writes`); on PostgreSQL a connection of the writers' own pool
+/// (`pg_writes`); for an in-memory SQLite database the pool's one connection.
 pub struct WriteConnection {
     conn: Conn,
     /// The WAL syncer, for a connection whose commits do not sync themselves.
@@ -112,6 +114,7 @@ pub struct WriteConnection {
 enum Conn {
     Pool(PoolConnection<Any>, Backend),
     Sqlite(rusqlite::Connection),
+    Postgres(PgConn),
 }
 
 /// One write transaction. Dropped without `commit`, it rolls back.
@@ -142,12 +145,19 @@ impl Commit {
 enum Tx<'c> {
     Pool(PoolTx<'c>),
     Sqlite(rusqlite::Transaction<'c>),
+    Postgres(PgTx<'c>),
 }
 
 impl Store {
     /// A connection for the writer. Blocks its thread while a SQLite file opens: call it
     /// on the writer's thread.
     pub async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
+        if let Some(pool) = &self.pg_writer {
+            return Ok(WriteConnection {
+                conn: Conn::Postgres(pool.acquire().await?),
+                durable: None,
+            });
+        }
         Ok(match &self.durable {
             Some(durable) => WriteConnection {
                 conn: Conn::Sqlite(sqlite_writes::open(durable.database())?),
@@ -162,7 +172,8 @@ impl Store {
 }
 
 impl WriteConnection {
-    /// True for a connection borrowed from the write pool (which other writes share).
+    /// True for a connection borrowed from the write pool (which other writes share; the
+    /// PostgreSQL writers' pool is theirs alone).
     pub fn is_pooled(&self) -> bool {
         matches!(self.conn, Conn::Pool(..))
     }
@@ -188,6 +199,7 @@ impl WriteConnection {
                 }
                 Tx::Sqlite(sqlite_writes::begin(conn)?)
             }
+            Conn::Postgres(conn) => Tx::Postgres(pg_writes::begin(conn).await?),
         };
         Ok(WriteTx {
             tx,
@@ -214,7 +226,42 @@ impl WriteTx<'_> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.lock_users(&sorted).await,
             Tx::Sqlite(tx) => sqlite_writes::lock_users(tx, &sorted),
+            Tx::Postgres(tx) => Ok(tx.lock_and_load(&sorted, &[]).await?.0),
         }
+    }
+
+    /// [`WriteTx::lock_users`] and [`WriteTx::messages_by_client_ids`] at once: on
+    /// PostgreSQL one statement, so one round trip. The lookup reads what was committed
+    /// when the statement began, which may be before the locks were granted: a message
+    /// another writer committed meanwhile under the same key is not seen, and the insert
+    /// then meets the unique index instead (the batch fails and its commands are retried
+    /// one by one, which finds it). A sender's own commands are applied in order by one
+    /// worker, so on one node this happens only for the same `tempId` sent through two.
+    #[allow(clippy::type_complexity)]
+    pub async fn lock_and_load(
+        &mut self,
+        users: impl IntoIterator<Item = String>,
+        client_ids: &[(String, String)],
+    ) -> Result<
+        (
+            BTreeMap<String, LockedUser>,
+            HashMap<(String, String), MessageState>,
+        ),
+        StoreError,
+    > {
+        if let Tx::Postgres(tx) = &mut self.tx {
+            let mut sorted: Vec<String> = users.into_iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            return tx.lock_and_load(&sorted, client_ids).await;
+        }
+        let locked = self.lock_users(users).await?;
+        let known = if client_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.messages_by_client_ids(client_ids).await?
+        };
+        Ok((locked, known))
     }
 
     /// The messages with these ids (missing ids are absent).
@@ -225,6 +272,7 @@ impl WriteTx<'_> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.message_states(ids).await,
             Tx::Sqlite(tx) => sqlite_writes::message_states(tx, ids),
+            Tx::Postgres(tx) => tx.message_states(ids).await,
         }
     }
 
@@ -237,6 +285,7 @@ impl WriteTx<'_> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.messages_by_client_ids(keys).await,
             Tx::Sqlite(tx) => sqlite_writes::messages_by_client_ids(tx, keys),
+            Tx::Postgres(tx) => Ok(tx.lock_and_load(&[], keys).await?.1),
         }
     }
 
@@ -248,6 +297,7 @@ impl WriteTx<'_> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.receipts_of(ids).await,
             Tx::Sqlite(tx) => sqlite_writes::receipts_of(tx, ids),
+            Tx::Postgres(tx) => tx.receipts_of(ids).await,
         }
     }
 
@@ -256,6 +306,7 @@ impl WriteTx<'_> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.write(w).await,
             Tx::Sqlite(tx) => sqlite_writes::write(tx, w),
+            Tx::Postgres(tx) => tx.write(w).await,
         }
     }
 
@@ -269,6 +320,7 @@ impl WriteTx<'_> {
         let committed = match self.tx {
             Tx::Pool(tx) => tx.tx.commit().await.map_err(StoreError::from),
             Tx::Sqlite(tx) => tx.commit().map_err(StoreError::from),
+            Tx::Postgres(tx) => tx.tx.commit().await.map_err(StoreError::from),
         };
         match committed {
             Ok(()) => Ok(Commit { pending }),

@@ -17,3 +17,4 @@ mod push;
 mod receipts;
 mod startup;
 mod sync;
+mod write_batches;
