@@ -4,8 +4,8 @@
 //! Engine.IO packets, `socketioxide-core` builds Socket.IO packets and
 //! `socketioxide-parser-common` (the default "common" JSON parser) encodes and decodes them.
 //! Those crates are written for the server side, so two packets a client receives have no
-//! decoder there and are read here with serde: the Engine.IO `open` packet (`0{…}`, an
-//! [`OpenPacket`]) and the Socket.IO `CONNECT_ERROR` (`44/ws,{"message":…}`).
+//! decoder there and are read here with serde: the Engine.IO `open` packet (`0{…}`, only
+//! its ping interval) and the Socket.IO `CONNECT_ERROR` (`44/ws,{"message":…}`).
 //!
 //! [`SioConn::recv`] only waits for the next frame, so it can sit in a `select!` without
 //! losing anything when another branch wins; [`SioConn::decode`] then turns the frame into an
@@ -15,9 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use engineioxide_core::{OpenPacket, Packet as EioPacket, ProtocolVersion, Str};
+use engineioxide_core::{Packet as EioPacket, ProtocolVersion, Str};
 use futures::{SinkExt, StreamExt};
-use nexus_protocol::events::{self, ConnectionSuccess, NAMESPACE};
+use nexus_protocol::events::{self, NAMESPACE};
 use serde::de::Deserialize;
 use serde::Serialize;
 use socketioxide_core::packet::{Packet, PacketData};
@@ -158,12 +158,26 @@ impl SioConn {
             unflushed: false,
         };
 
+        // The fields of the Engine.IO open packet and of `CONNECTION_SUCCESS` the bench
+        // needs, read leniently: other servers of the contract (the Node peer) give session
+        // ids of another length than engineioxide's `Sid`, and no `seq`.
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Open {
+            ping_interval: u64,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Connected {
+            user_id: String,
+            socket_id: String,
+        }
         let open = conn.next_text().await?;
-        let open: OpenPacket = open
+        let open: Open = open
             .strip_prefix('0')
             .and_then(|json| serde_json::from_str(json).ok())
             .ok_or_else(|| anyhow!("expected an Engine.IO open packet, got {open:?}"))?;
-        conn.ping_interval = open.ping_interval;
+        conn.ping_interval = Duration::from_millis(open.ping_interval);
 
         #[derive(Serialize)]
         struct Auth<'a> {
@@ -189,7 +203,7 @@ impl SioConn {
                     if packet.ns == NAMESPACE
                         && event_name(&v).is_ok_and(|n| n == events::CONNECTION_SUCCESS) =>
                 {
-                    let ok: ConnectionSuccess = payload(&mut v)?;
+                    let ok: Connected = payload(&mut v)?;
                     conn.user_id = ok.user_id;
                     conn.socket_id = ok.socket_id;
                     return Ok(conn);
