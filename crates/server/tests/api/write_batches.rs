@@ -116,7 +116,7 @@ async fn a_batch_that_fails_halfway_stores_nothing(backend: Backend) {
     let m1 = message("00000000-0000-7000-8000-000000000001", a, b, (1, 1), "a:1");
     write(
         &store,
-        &[m1.clone()],
+        std::slice::from_ref(&m1),
         &[created(a, 1, &m1.id, a), created(b, 1, &m1.id, a)],
     )
     .await
