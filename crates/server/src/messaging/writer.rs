@@ -482,12 +482,55 @@ async fn apply_batch(
         if let Ok(Outcome::Sent(s)) = r {
             s.message = match new.get(s.message_id.as_str()) {
                 Some(m) => stored_message(m, &locked, &positions),
-                None => loaded.get(&s.message_id).cloned(),
+                None => loaded
+                    .get(&s.message_id)
+                    .cloned()
+                    .or_else(|| as_first_stored(&snapshot, &s.message_id, &locked)),
             }
             .map(Box::new);
         }
     }
     Ok((results, commit))
+}
+
+/// A retried send's message when it could not be loaded after the commit: as the batch read
+/// it under the locks (content, time, parties, deletion), without later edits' time and
+/// receipts. The send did commit, so its sender gets an answer rather than an error.
+fn as_first_stored(
+    snapshot: &Snapshot,
+    id: &str,
+    users: &BTreeMap<String, LockedUser>,
+) -> Option<StoredMessage> {
+    let state = snapshot.by_client_id.values().find(|m| m.id == id)?;
+    let (sender, receiver) = (users.get(&state.sender_id)?, users.get(&state.receiver_id)?);
+    let client_message_id = snapshot
+        .by_client_id
+        .iter()
+        .find(|(_, m)| m.id == id)
+        .map(|((_, cid), _)| cid.clone());
+    Some(StoredMessage {
+        row: MessageRow {
+            pos: 0,
+            id: state.id.clone(),
+            sender_id: state.sender_id.clone(),
+            receiver_id: state.receiver_id.clone(),
+            content: state.content.clone(),
+            created_at: state.created_at,
+            edited_at: None,
+            deleted_at: state.deleted_at,
+            is_encrypted: 0,
+            encryption_key_id: None,
+            client_message_id,
+            sender_seq: state.sender_seq,
+            receiver_seq: 0,
+            sender_name: sender.name.clone(),
+            sender_email: sender.email.clone(),
+            receiver_name: receiver.name.clone(),
+            receiver_email: receiver.email.clone(),
+        },
+        reads: Vec::new(),
+        deliveries: Vec::new(),
+    })
 }
 
 /// A just-inserted message as the transports need it (no receipts yet).

@@ -123,6 +123,9 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<Vec<StoredMessage>, StoreError> {
+        if self.reload_fails() {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
         let mut conn = self.read.acquire().await?;
         messages_by_ids(&mut conn, self.backend, ids).await
     }

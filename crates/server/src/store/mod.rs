@@ -62,6 +62,8 @@ pub struct Store {
     pg_writer: Option<sqlx::PgPool>,
     /// How many messaging writer workers to start (see [`Store::writer_workers`]).
     workers: usize,
+    /// Reloads of retried sends that are to fail (tests of that path).
+    failing_reloads: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Errors of the storage layer. `Conflict` is a unique-constraint violation, which callers
@@ -225,6 +227,7 @@ impl Store {
             durable,
             pg_writer,
             workers,
+            failing_reloads: Default::default(),
         };
         store.migrate().await?;
         if backend == Backend::Sqlite && store.durable.is_none() {
@@ -307,6 +310,22 @@ impl Store {
             Some(durable) => durable.fatal().await,
             None => std::future::pending().await,
         }
+    }
+
+    /// Makes the next `n` loads of retried sends' messages fail as if the database had
+    /// refused them (tests of that path).
+    #[doc(hidden)]
+    pub fn inject_reload_failures(&self, n: u32) {
+        self.failing_reloads
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes one injected reload failure, if any is left.
+    fn reload_fails(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.failing_reloads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Makes the SQLite writer's next fsync fail (tests of the failure path).

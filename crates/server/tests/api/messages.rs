@@ -84,6 +84,22 @@ on_both_backends! {
         assert_ne!(other["id"], first["id"]);
     }
 
+    async fn a_retry_whose_message_cannot_be_reloaded_is_still_answered_201(app) {
+        // The retry commits (nothing new) and only the load of the original after the
+        // commit fails: the answer comes from what the writer read, not a 500.
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        let body = json!({"receiverId": bob.id, "content": "once", "clientMessageId": "tmp-r"});
+        let first: Value = app.post_json("/messages", &body, Some(&ada.token)).await.json().await.unwrap();
+        app.state.store.inject_reload_failures(1);
+        let again = app.post_json("/messages", &body, Some(&ada.token)).await;
+        assert_eq!(again.status(), StatusCode::CREATED);
+        let again: Value = again.json().await.unwrap();
+        for field in ["id", "content", "senderId", "receiverId", "timestamp", "seq", "clientMessageId", "sender", "receiver"] {
+            assert_eq!(first[field], again[field], "{field}");
+        }
+        assert_eq!(app.conversation(&bob, &ada).await.len(), 1);
+    }
+
     async fn history_pages_backwards_and_is_stable_under_new_messages(app) {
         let (ada, bob, carl) = (app.register("Ada").await, app.register("Bob").await, app.register("Carl").await);
         let mut ids = Vec::new();
