@@ -19,6 +19,11 @@ use crate::clock::Millis;
 use crate::error::DomainError;
 use crate::store::writes::{ChangeRow, MessageState, NewMessage, ReceiptTable};
 
+/// Edits one message may have: each keeps the text it replaced, so edits are capped per
+/// message, and so is the history's size (the texts replaced, in characters).
+pub const MAX_EDITS_PER_MESSAGE: i64 = 20;
+pub const MAX_EDIT_HISTORY_CHARS: i64 = 50_000;
+
 /// What the commands of one batch may read, loaded under the counters' locks.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -128,6 +133,7 @@ fn decide(
                 created_at: now,
                 deleted_at: None,
                 sender_seq: seqs.sender,
+                ..Default::default()
             };
             w.messages.push(NewMessage {
                 id: id.clone(),
@@ -167,6 +173,18 @@ fn decide(
             if m.deleted_at.is_some() {
                 return Err(DomainError::AlreadyDeleted);
             }
+            let replaced_chars = m.content.chars().count() as i64;
+            if m.edits >= MAX_EDITS_PER_MESSAGE {
+                return Err(DomainError::Validation(format!(
+                    "a message can be edited at most {MAX_EDITS_PER_MESSAGE} times"
+                )));
+            }
+            if m.history_chars + replaced_chars > MAX_EDIT_HISTORY_CHARS {
+                return Err(DomainError::Validation(format!(
+                    "the edit history of a message is limited to {MAX_EDIT_HISTORY_CHARS} \
+                     characters: this message cannot be edited again"
+                )));
+            }
             let seqs = pair(snap, &m)?;
             let content = body.as_str().to_string();
             w.edits
@@ -174,6 +192,8 @@ fn decide(
             record(w, &m, seqs, ChangeType::MessageEdited, &m.sender_id, now);
             if let Some(stored) = snap.messages.get_mut(&m.id) {
                 stored.content = content.clone();
+                stored.edits += 1;
+                stored.history_chars += replaced_chars;
             }
             Ok(Outcome::Edited {
                 message_id: m.id,

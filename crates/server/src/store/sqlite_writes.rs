@@ -13,7 +13,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::writes::{LockedUser, MessageState, ReceiptTable, Writes, STATE_COLUMNS};
+use super::writes::{
+    LockedUser, MessageState, ReceiptTable, Writes, STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS,
+};
 use super::{StoreError, SQLITE_SETTINGS};
 use crate::clock::Millis;
 
@@ -76,6 +78,16 @@ fn state(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
         created_at: r.get(4)?,
         deleted_at: r.get(5)?,
         sender_seq: r.get(6)?,
+        ..Default::default()
+    })
+}
+
+/// [`state`] with the size of the edit history.
+fn state_and_history(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
+    Ok(MessageState {
+        edits: r.get(7)?,
+        history_chars: r.get(8)?,
+        ..state(r)?
     })
 }
 
@@ -84,11 +96,11 @@ pub(super) fn message_states(
     ids: &[String],
 ) -> Result<HashMap<String, MessageState>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {STATE_COLUMNS} FROM messages WHERE id = ?1"
+        "SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id = ?1"
     ))?;
     let mut states = HashMap::new();
     for id in ids {
-        if let Some(m) = stmt.query_row([id], state).optional()? {
+        if let Some(m) = stmt.query_row([id], state_and_history).optional()? {
             states.insert(m.id.clone(), m);
         }
     }

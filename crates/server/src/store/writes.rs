@@ -25,7 +25,7 @@ const CHUNK: usize = 400;
 const ROWS: usize = 512;
 
 /// What the rules need to know about an existing message.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct MessageState {
     pub id: String,
     pub sender_id: String,
@@ -34,10 +34,24 @@ pub struct MessageState {
     pub created_at: Millis,
     pub deleted_at: Option<Millis>,
     pub sender_seq: i64,
+    /// Edits stored so far, and the characters of the texts they replaced (the edit
+    /// history); read only where edits are decided (`message_states`).
+    #[sqlx(default)]
+    pub edits: i64,
+    #[sqlx(default)]
+    pub history_chars: i64,
 }
 
 pub(super) const STATE_COLUMNS: &str =
     "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq";
+
+/// [`STATE_COLUMNS`] and the size of the message's edit history (on the index
+/// `message_edits_by_message`).
+pub(super) const STATE_AND_HISTORY_COLUMNS: &str =
+    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, \
+     (SELECT COUNT(*) FROM message_edits e WHERE e.message_id = messages.id) AS edits, \
+     (SELECT COALESCE(SUM(LENGTH(e.content)), 0) FROM message_edits e \
+      WHERE e.message_id = messages.id) AS history_chars";
 
 /// A new message row.
 #[derive(Debug, Clone)]
@@ -399,7 +413,7 @@ impl PoolTx<'_> {
         let mut states = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT {STATE_COLUMNS} FROM messages WHERE id IN ({})",
+                "SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id IN ({})",
                 self.backend.params(1, chunk.len())
             );
             let mut q = sqlx::query_as::<_, MessageState>(&sql);
@@ -460,6 +474,7 @@ impl PoolTx<'_> {
                         created_at,
                         deleted_at,
                         sender_seq,
+                        ..Default::default()
                     },
                 );
             }

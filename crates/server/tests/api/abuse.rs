@@ -109,6 +109,39 @@ on_both_backends! {
         let history = app.conversation(&ada, &bob).await;
         assert_eq!(history.iter().filter(|h| h["content"] == "6th").count(), 0, "the refused edit changed nothing");
     }
+
+    // A2: every edit keeps the text it replaced, and edits had no cap: one message could
+    // grow its history without bound. Now 20 edits per message, and 50,000 characters of
+    // replaced text.
+    async fn a_message_takes_twenty_edits_and_the_twenty_first_is_refused(app) {
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        let id = app.send_ok(&ada, &bob, "v0").await["id"].as_str().unwrap().to_string();
+        for i in 1..=20 {
+            assert_eq!(app.edit(&ada, &id, &format!("v{i}")).await.status(), StatusCode::OK, "edit {i} passes");
+        }
+        let message = assert_error(app.edit(&ada, &id, "v21").await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("at most 20"), "{message}");
+        assert_eq!(app.conversation(&bob, &ada).await[0]["content"], "v20", "the refused edit changed nothing");
+        let edits = app.sync_all(&bob, 0).await.iter().filter(|e| e["type"] == "message.edited").count();
+        assert_eq!(edits, 20);
+        // Another message of the same sender is not affected.
+        let other = app.send_ok(&ada, &bob, "w0").await["id"].as_str().unwrap().to_string();
+        assert_eq!(app.edit(&ada, &other, "w1").await.status(), StatusCode::OK);
+    }
+
+    async fn an_edit_history_is_capped_at_fifty_thousand_characters(app) {
+        let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+        let long = |c: char| c.to_string().repeat(10_000);
+        let id = app.send_ok(&ada, &bob, &long('a')).await["id"].as_str().unwrap().to_string();
+        // Five edits replace 5 x 10,000 characters: the history is full.
+        for c in ['b', 'c', 'd', 'e', 'f'] {
+            assert_eq!(app.edit(&ada, &id, &long(c)).await.status(), StatusCode::OK, "edit to {c}");
+        }
+        let message = assert_error(app.edit(&ada, &id, "short").await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("edit history"), "{message}");
+        assert_eq!(app.conversation(&bob, &ada).await[0]["content"], long('f'), "the refused edit changed nothing");
+        assert_eq!(app.delete(&ada, &id).await.status(), StatusCode::OK, "it can still be deleted");
+    }
 }
 
 /// A12: the SQLite file (with every message and the generated JWT secret) and its WAL were
