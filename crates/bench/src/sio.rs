@@ -139,6 +139,16 @@ impl SioConn {
         config: WebSocketConfig,
     ) -> Result<SioConn> {
         let tcp = target.tcp(source).await?;
+        Self::connect_over(tcp, target, token, config).await
+    }
+
+    /// [`SioConn::connect`] over a TCP connection the caller opened (and tuned).
+    pub async fn connect_over(
+        tcp: TcpStream,
+        target: &Target,
+        token: &str,
+        config: WebSocketConfig,
+    ) -> Result<SioConn> {
         let url = format!(
             "ws://{}:{}/socket.io/?EIO=4&transport=websocket",
             target.host, target.port

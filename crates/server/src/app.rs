@@ -41,6 +41,8 @@ pub struct Overrides {
 
 pub struct Application {
     listener: TcpListener,
+    /// How long a connection may go without the client acknowledging what was written.
+    slow_client_timeout: Duration,
     router: axum::Router,
     state: AppState,
 }
@@ -200,6 +202,7 @@ impl Application {
             })?;
         Ok(Application {
             listener,
+            slow_client_timeout: Duration::from_secs(config.slow_client_timeout_seconds),
             router,
             state,
         })
@@ -231,10 +234,12 @@ impl Application {
             "nexus listening"
         );
         // Small frames (acks, events) go out at once instead of waiting for Nagle.
-        let listener = self.listener.tap_io(|tcp| {
+        let slow_client_timeout = self.slow_client_timeout;
+        let listener = self.listener.tap_io(move |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
+            limit_unacknowledged(tcp, slow_client_timeout);
         });
         let router = self
             .router
@@ -264,6 +269,21 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// A client that stops reading its socket (its receive window stays shut) would keep the
+/// connection, and everything queued for it, forever: the kernel keeps probing a zero
+/// window as long as the peer answers, and the WebSocket writer waits on it. With
+/// `TCP_USER_TIMEOUT` the kernel gives up once written data has gone unacknowledged for
+/// `timeout`: reads and writes fail, the socket is closed and its queue freed (see "Slow
+/// readers" in docs/operations.md).
+fn limit_unacknowledged(tcp: &tokio::net::TcpStream, timeout: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout)) {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (tcp, timeout);
 }
 
 /// Incoming cross-node messages a node buffers before its adapter takes them (the adapter's

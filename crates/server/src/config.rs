@@ -63,6 +63,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_seconds: u64,
 
+    /// A connection whose client acknowledges none of the data written to it for this long
+    /// (it stopped reading: a full receive window) is closed by the kernel (Linux
+    /// `TCP_USER_TIMEOUT`), which frees what the server had queued for it.
+    #[arg(long, env = "SLOW_CLIENT_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub slow_client_timeout_seconds: u64,
+
     /// Logins, and registrations, one client address may make per minute (each its own
     /// budget); failed logins are also limited per e-mail (10 a minute).
     #[arg(long, env = "RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", default_value_t = 20,
@@ -310,6 +317,7 @@ impl Config {
             rate_limit_messages_per_minute: 10_000,
             rate_limit_changes_per_minute: 10_000,
             idle_timeout_seconds: 300,
+            slow_client_timeout_seconds: 30,
             max_sockets_per_user: 10,
             max_connections: None,
             rate_limit_auth_per_ip_per_minute: 10_000,

@@ -15,6 +15,7 @@ mod messages;
 mod metrics;
 mod push;
 mod receipts;
+mod slow_reader;
 mod startup;
 mod sync;
 mod write_batches;
