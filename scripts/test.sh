@@ -53,6 +53,9 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install --quiet --disable-pip-version-check --require-hashes -r tests/python/requirements.txt
 .venv/bin/python -m pytest tests/python -q
 
+step "schemathesis against /openapi.json (a live server; no 5xx, every answer as documented)"
+./scripts/schemathesis.sh
+
 step "web client: typecheck, Vitest units, production build, Playwright in Chromium"
 # The wire types' freshness is checked by `cargo test` above (crates/protocol).
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm run test:unit \

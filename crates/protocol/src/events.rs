@@ -131,6 +131,7 @@ pub struct IncomingMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveredUpdate {
     pub message_id: String,
     pub user_id: String,
@@ -141,6 +142,7 @@ pub struct DeliveredUpdate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReadUpdate {
     pub message_id: String,
     pub user_id: String,
@@ -152,6 +154,7 @@ pub struct ReadUpdate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageEdited {
     pub id: String,
     pub content: String,
@@ -164,6 +167,7 @@ pub struct MessageEdited {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageDeleted {
     pub id: String,
     pub deleted_at: String,

@@ -15,6 +15,7 @@ pub mod events;
 
 /// The public face of an account. Never carries the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -26,6 +27,7 @@ pub struct User {
 /// One answer of `GET /users?search=`: `email` is shown only for the caller's contacts and
 /// for an exact e-mail match, `null` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserFound {
     pub id: String,
@@ -35,6 +37,7 @@ pub struct UserFound {
 
 /// `POST /auth/register` and `POST /auth/login` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthResponse {
@@ -46,6 +49,7 @@ pub struct AuthResponse {
 /// brief returns (`fcmDeviceToken`, the most recently used one) and every FCM token of the
 /// user, since Nexus keeps one per device (Web Push devices: `GET /users/devices`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithDevices {
@@ -58,6 +62,7 @@ pub struct UserWithDevices {
 
 /// What kind of push target a device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// A Firebase Cloud Messaging registration token (Android, iOS, or a web app using the
@@ -89,6 +94,7 @@ impl DeviceKind {
 /// An FCM device shows its `token`, a Web Push device its `endpoint`; a subscription's keys
 /// are never sent back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     pub id: String,
@@ -105,6 +111,7 @@ pub struct Device {
 /// A browser's `PushSubscription` as `JSON.stringify(subscription)` writes it: the body of
 /// `POST /users/webpush/subscribe`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WebPushSubscription {
     pub endpoint: String,
@@ -116,6 +123,7 @@ pub struct WebPushSubscription {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebPushKeys {
     /// The browser's P-256 public key, base64url (65 bytes uncompressed).
     pub p256dh: String,
@@ -126,12 +134,14 @@ pub struct WebPushKeys {
 /// `GET /users/webpush/vapid-public-key` answer: the `applicationServerKey` a browser
 /// passes to `pushManager.subscribe`, base64url (65 bytes uncompressed P-256 point).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VapidPublicKey {
     pub public_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceipt {
@@ -140,6 +150,7 @@ pub struct ReadReceipt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryReceipt {
@@ -150,6 +161,7 @@ pub struct DeliveryReceipt {
 /// A message as the brief shapes it, plus `seq` (the viewer's sequence number of its
 /// creation) and `clientMessageId` where the sender gave one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -174,6 +186,7 @@ pub struct Message {
 
 /// `GET /messages/conversation/:otherUserId` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
@@ -185,6 +198,7 @@ pub struct MessagePage {
 
 /// One entry of `GET /messages/conversations/all`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
@@ -195,6 +209,7 @@ pub struct Conversation {
 
 /// The kinds of change in a user's feed (`GET /sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ChangeType {
     #[serde(rename = "message.created")]
@@ -237,6 +252,7 @@ impl ChangeType {
 /// deleted message shows its tombstone), so applying the events in `seq` order converges on
 /// the server's state. Receipt events also say who and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncEvent {
@@ -254,6 +270,7 @@ pub struct SyncEvent {
 
 /// `GET /sync` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SyncPage {
@@ -265,6 +282,7 @@ pub struct SyncPage {
 
 /// The error body of every HTTP error: `{statusCode, message, error}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpError {

@@ -2,36 +2,50 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use nexus_protocol::AuthResponse;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{AuthSession, ClientIp, Json};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/auth/password", post(change_password))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RegisterBody {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(format = "email")]
     email: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
+/// Creates an account and logs it in.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "the account and its access token", body = AuthResponse),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn register(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -44,6 +58,16 @@ async fn register(
     Ok((StatusCode::CREATED, axum::Json(answer)))
 }
 
+/// Logs in (the same 401 for an unknown e-mail and a wrong password).
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "an access token", body = AuthResponse),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -59,6 +83,11 @@ async fn login(
 
 /// 204: this token is refused from now on, and the sockets opened with it are told
 /// `FORCE_DISCONNECT {reason: "token_revoked"}` and closed (on every node).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "this token is refused from now on"),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn logout(
     State(state): State<AppState>,
     AuthSession(session): AuthSession,
@@ -70,7 +99,7 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PasswordBody {
     current_password: String,
@@ -79,6 +108,16 @@ struct PasswordBody {
 
 /// 200 `{accessToken, user}` with a new token; every older token of the user is refused
 /// from now on and their sockets are closed with `FORCE_DISCONNECT {reason: "token_revoked"}`.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "a new access token; every older one is refused", body = AuthResponse),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn change_password(
     State(state): State<AppState>,
     AuthSession(session): AuthSession,

@@ -3,11 +3,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
+use nexus_protocol::events::{DeliveredUpdate, MessageDeleted, MessageEdited, ReadUpdate};
 use nexus_protocol::{Conversation, Message, MessagePage, SyncPage};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Json, Path, Query};
@@ -16,28 +17,43 @@ use crate::error::DomainError;
 use crate::messaging::{Outcome, ReceiptKind};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/messages", post(send))
-        .route("/messages/conversation/{other}", get(conversation))
-        .route("/messages/conversations/all", get(conversations))
-        .route("/messages/sync", get(catch_up))
-        .route("/messages/{id}", axum::routing::patch(edit).delete(delete))
-        .route("/messages/{id}/history", get(history))
-        .route("/messages/{id}/delivered", post(delivered))
-        .route("/messages/{id}/read", post(read))
-        .route("/sync", get(sync))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(conversation))
+        .routes(routes!(conversations))
+        .routes(routes!(catch_up))
+        .routes(routes!(edit, delete))
+        .routes(routes!(history))
+        .routes(routes!(delivered))
+        .routes(routes!(read))
+        .routes(routes!(sync))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendBody {
+    #[schema(value_type = uuid::Uuid)]
     receiver_id: String,
+    /// 1 to 10,000 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 10000)]
     content: String,
+    /// The sender's id for this send: a retry with the same one stores nothing new.
+    #[schema(min_length = 1, max_length = 128)]
     client_message_id: Option<String>,
 }
 
 /// 201 with the stored message (for a retry with the same `clientMessageId`: the original).
+#[utoipa::path(post, path = "/messages", tag = "messages", security(("bearer" = [])),
+    request_body = SendBody,
+    responses((status = 201, description = "the stored message (a retry: the original)", body = Message),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -68,12 +84,23 @@ async fn send(
     Ok((StatusCode::CREATED, axum::Json(message)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// `nextCursor` of the previous page.
     before: Option<String>,
+    /// Messages per page (1-100, default 50).
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
 }
 
+/// One conversation's messages, a page at a time, oldest first.
+#[utoipa::path(get, path = "/messages/conversation/{other}", tag = "messages", security(("bearer" = [])),
+    params(("other" = uuid::Uuid, Path, description = "the other user's id"), PageQuery),
+    responses((status = 200, description = "a page of messages", body = MessagePage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn conversation(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -88,6 +115,10 @@ async fn conversation(
     ))
 }
 
+/// Every conversation of the caller, most recent first.
+#[utoipa::path(get, path = "/messages/conversations/all", tag = "messages", security(("bearer" = [])),
+    responses((status = 200, description = "the conversations", body = Vec<Conversation>), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn conversations(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -95,13 +126,22 @@ async fn conversations(
     Ok(axum::Json(state.messaging.conversations(me).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct CatchUpQuery {
+    /// ISO-8601 time: messages created or changed after it.
     last_message_timestamp: Option<String>,
+    /// At most this many (1-1000).
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
 }
 
+/// The brief's catch-up by time (see `/sync` for the gap-free feed).
+#[utoipa::path(get, path = "/messages/sync", tag = "messages", security(("bearer" = [])), params(CatchUpQuery),
+    responses((status = 200, description = "messages created or changed since then", body = Vec<Message>), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn catch_up(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -115,12 +155,22 @@ async fn catch_up(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SyncQuery {
+    /// `nextCursor` of the previous page (0: from the start).
+    #[param(value_type = Option<i64>)]
     since: Option<String>,
+    /// Events per page.
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
 }
 
+/// The caller's gap-free change feed after `since`, in `seq` order.
+#[utoipa::path(get, path = "/sync", tag = "messages", security(("bearer" = [])), params(SyncQuery),
+    responses((status = 200, description = "a page of the feed", body = SyncPage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn sync(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -134,11 +184,24 @@ async fn sync(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EditBody {
+    #[schema(min_length = 1, max_length = 10000)]
     content: String,
 }
 
+/// Edits one's own message (20 edits per message at most).
+#[utoipa::path(patch, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "the message id")), request_body = EditBody,
+    responses((status = 200, description = "MESSAGE_EDITED with the sender's seq", body = MessageEdited), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -154,6 +217,15 @@ async fn edit(
     Ok(axum::Json(answer(&state, outcome).await))
 }
 
+/// Deletes one's own message (the row stays, its content is replaced).
+#[utoipa::path(delete, path = "/messages/{id}", tag = "messages", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
+    responses((status = 200, description = "MESSAGE_DELETED with the sender's seq", body = MessageDeleted), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn delete(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -163,6 +235,14 @@ async fn delete(
     Ok(axum::Json(answer(&state, outcome).await))
 }
 
+/// The receiver's delivery receipt (stored once).
+#[utoipa::path(post, path = "/messages/{id}/delivered", tag = "receipts", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
+    responses((status = 200, description = "MESSAGE_DELIVERED_UPDATE (seq 0 if it was stored before)", body = DeliveredUpdate), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn delivered(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -177,6 +257,14 @@ async fn delivered(
     Ok(axum::Json(answer(&state, outcome).await))
 }
 
+/// The receiver's read receipt (stored once).
+#[utoipa::path(post, path = "/messages/{id}/read", tag = "receipts", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
+    responses((status = 200, description = "MESSAGE_READ_UPDATE (seq 0 if it was stored before)", body = ReadUpdate), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -191,7 +279,7 @@ async fn read(
     Ok(axum::Json(answer(&state, outcome).await))
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HistoryEntry {
     content: String,
@@ -199,6 +287,11 @@ struct HistoryEntry {
 }
 
 /// Earlier versions of an edited message, oldest first (empty once deleted).
+#[utoipa::path(get, path = "/messages/{id}/history", tag = "messages", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
+    responses((status = 200, description = "the texts the edits replaced, oldest first", body = Vec<HistoryEntry>), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn history(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

@@ -2,8 +2,10 @@
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -50,12 +52,78 @@ async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The API's description; the paths come from the handlers' `#[utoipa::path]`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Nexus",
+        description = "Real-time messaging: the HTTP API (the Socket.IO gateway at /ws is \
+                       described in docs/protocol.md). Errors are `{statusCode, message, error}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "accounts and access tokens"),
+        (name = "users", description = "the caller and user search"),
+        (name = "messages", description = "messages, history and sync"),
+        (name = "receipts", description = "delivery and read receipts"),
+        (name = "devices", description = "push devices (FCM, Web Push)"),
+        (name = "operations", description = "health, readiness, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme the authenticated routes name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+    }
+}
+
+/// Every route of the API with its description.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(auth::router())
         .merge(users::router())
         .merge(messages::router())
         .merge(health::router())
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3.1 document of every HTTP route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// This document: OpenAPI 3.1 of every HTTP route.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".into()));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json.clone(),
+    )
+        .into_response()
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, _) = api().split_for_parts();
+    router
         .fallback(web::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(observe))

@@ -3,30 +3,33 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use nexus_protocol::{
     Device, User, UserFound, UserWithDevices, VapidPublicKey, WebPushSubscription,
 };
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::extract::{AuthUser, Json, Query};
 use crate::error::DomainError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users/me", get(me))
-        .route("/users", get(search))
-        .route("/users/fcm/register", post(register_device))
-        .route("/users/fcm/unregister", post(unregister_device))
-        .route("/users/webpush/subscribe", post(subscribe))
-        .route("/users/webpush/unsubscribe", post(unsubscribe))
-        .route("/users/webpush/vapid-public-key", get(vapid_public_key))
-        .route("/users/devices", get(devices))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(search))
+        .routes(routes!(register_device))
+        .routes(routes!(unregister_device))
+        .routes(routes!(subscribe))
+        .routes(routes!(unsubscribe))
+        .routes(routes!(vapid_public_key))
+        .routes(routes!(devices))
 }
 
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "the caller", body = User), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -34,11 +37,19 @@ async fn me(
     Ok(axum::Json(state.accounts.me(me).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     search: Option<String>,
 }
 
+/// Users to start a conversation with, by name or exact e-mail (20 at most).
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(SearchQuery),
+    responses((status = 200, description = "matching users; e-mails only of contacts and an exact match", body = Vec<UserFound>),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn search(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -49,18 +60,27 @@ async fn search(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegisterDevice {
     device_token: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UnregisterDevice {
     device_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/users/fcm/register", tag = "devices", security(("bearer" = [])),
+    request_body = RegisterDevice,
+    responses((status = 200, description = "the user with its FCM tokens", body = UserWithDevices),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn register_device(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -77,6 +97,13 @@ async fn register_device(
 
 /// Without a `deviceToken`, every FCM token of the user is unregistered (log out
 /// everywhere).
+#[utoipa::path(post, path = "/users/fcm/unregister", tag = "devices", security(("bearer" = [])),
+    request_body(content = Option<UnregisterDevice>, description = "empty: every FCM token of the caller"),
+    responses((status = 200, description = "the user with its remaining FCM tokens", body = UserWithDevices),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn unregister_device(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -97,6 +124,14 @@ async fn unregister_device(
     ))
 }
 
+#[utoipa::path(post, path = "/users/webpush/subscribe", tag = "devices", security(("bearer" = [])),
+    request_body = WebPushSubscription,
+    responses((status = 201, description = "the device", body = Device), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn subscribe(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -110,11 +145,19 @@ async fn subscribe(
     Ok((StatusCode::CREATED, axum::Json(device)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Unsubscribe {
     endpoint: String,
 }
 
+#[utoipa::path(post, path = "/users/webpush/unsubscribe", tag = "devices", security(("bearer" = [])),
+    request_body = Unsubscribe,
+    responses((status = 204, description = "unsubscribed (or was not subscribed)"), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
+        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn unsubscribe(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -128,12 +171,19 @@ async fn unsubscribe(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/users/webpush/vapid-public-key", tag = "devices",
+    responses((status = 200, description = "the applicationServerKey for pushManager.subscribe", body = VapidPublicKey),
+        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn vapid_public_key(
     State(state): State<AppState>,
 ) -> Result<axum::Json<VapidPublicKey>, ApiError> {
     Ok(axum::Json(state.push.devices.vapid_public_key()?))
 }
 
+#[utoipa::path(get, path = "/users/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, description = "the caller's own push devices", body = Vec<Device>), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn devices(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

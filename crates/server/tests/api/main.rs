@@ -13,6 +13,7 @@ mod durability;
 mod fakes;
 mod messages;
 mod metrics;
+mod openapi;
 mod push;
 mod receipts;
 mod slow_reader;
