@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::writes::{LockedUser, MessageState, ReceiptTable, Writes};
+use super::writes::{LockedUser, MessageState, ReceiptTable, Writes, STATE_AND_HISTORY_COLUMNS};
 use super::StoreError;
 use crate::clock::Millis;
 
@@ -162,6 +162,7 @@ impl PgTx<'_> {
                     created_at: created.unwrap_or_default(),
                     deleted_at: deleted,
                     sender_seq: seq,
+                    ..Default::default()
                 },
             );
         }
@@ -175,13 +176,12 @@ impl PgTx<'_> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let found: Vec<MessageState> = sqlx::query_as(
-            "SELECT id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq \
-             FROM messages WHERE id = ANY($1::text[])",
-        )
-        .bind(ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let sql =
+            format!("SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id = ANY($1::text[])");
+        let found: Vec<MessageState> = sqlx::query_as(&sql)
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
         Ok(found.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
