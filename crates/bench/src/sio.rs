@@ -324,6 +324,19 @@ impl SioConn {
         Ok(())
     }
 
+    /// Writes `text` as one WebSocket text frame, whatever it holds (fuzzing: broken
+    /// Engine.IO / Socket.IO packets).
+    pub async fn send_raw_text(&mut self, text: String) -> Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Writes `bytes` as one WebSocket binary frame (fuzzing).
+    pub async fn send_raw_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
     /// Answers a pending ping and writes whatever was queued.
     pub async fn flush(&mut self) -> Result<()> {
         if self.pending_pong {

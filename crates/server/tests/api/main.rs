@@ -17,6 +17,7 @@ mod openapi;
 mod push;
 mod receipts;
 mod slow_reader;
+mod socket_fuzz;
 mod startup;
 mod sync;
 mod write_batches;
