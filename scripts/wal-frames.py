@@ -9,11 +9,12 @@ schema change can be judged by it before it is benchmarked.
 The script applies crates/server/migrations/sqlite/*.sql to a fresh database, then commits
 batches shaped like `nexus-bench throughput`'s load (users in pairs, 100-byte messages,
 tempIds "<senderId>:<n>") with the statements of crates/server/src/store/sqlite_writes.rs
-(insert the message, upsert both conversation rows, one change row per party, the counters),
+(insert the message, write its conversation and both member rows, one change row per party,
+the counters),
 and reports WAL frames and KiB per message once the tables are warm.
 
     scripts/wal-frames.py                       # 32 users, batches of 44 and 512
-    scripts/wal-frames.py --batch 100 --drop-index messages_by_pair   # what an index costs
+    scripts/wal-frames.py --batch 100 --drop-index messages_by_conversation   # what an index costs
 """
 
 import argparse
@@ -58,6 +59,25 @@ def measure(users: int, batch: int, page_size: int, warm: int, batches: int, dro
             db.execute("INSERT INTO user_seqs (user_id, seq) VALUES (?, 0)", (u,))
         seq = {u: 0 for u in ids}
         sent = {u: 0 for u in ids}
+        # Each pair's direct conversation, as its first message creates it.
+        conversation = {}
+        unread = {}
+        for k in range(0, users, 2):
+            a, b = sorted((ids[k], ids[k + 1]))
+            cid = uuid7()
+            db.execute(
+                "INSERT INTO conversations (id, kind, title, user_lo, user_hi, created_at, last_pos) "
+                "VALUES (?, 'direct', NULL, ?, ?, 0, 0)",
+                (cid, a, b),
+            )
+            for u in (a, b):
+                db.execute(
+                    "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at) "
+                    "VALUES (?, ?, 'member', 0)",
+                    (cid, u),
+                )
+                unread[u] = 0
+            conversation[ids[k]] = conversation[ids[k + 1]] = (cid, a, b)
 
         def one_batch() -> None:
             db.execute("BEGIN IMMEDIATE")
@@ -71,28 +91,42 @@ def measure(users: int, batch: int, page_size: int, warm: int, batches: int, dro
                 seq[receiver] += 1
                 mid = uuid7()
                 content = f"{sent[sender]} {time.time_ns()} ".ljust(100, "x")
+                unread[receiver] += 1
                 cur = db.execute(
-                    "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, "
-                    "client_message_id, sender_seq, receiver_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (mid, sender, receiver, content, now, f"{sender}:{sent[sender]}",
-                     seq[sender], seq[receiver]),
+                    "INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, "
+                    "created_at, client_message_id, sender_seq, receiver_seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (mid, conversation[sender][0], sender, receiver, content, now,
+                     f"{sender}:{sent[sender]}", seq[sender], seq[receiver]),
                 )
                 written.append((sender, receiver, cur.lastrowid, mid, seq[sender], seq[receiver]))
             latest = {}
-            for sender, receiver, pos, *_ in written:
-                latest[(sender, receiver)] = pos
-                latest[(receiver, sender)] = pos
-            for (user, other), pos in sorted(latest.items()):
+            for sender, _receiver, pos, *_ in written:
+                latest[conversation[sender]] = pos
+            for (cid, a, b), pos in sorted(latest.items()):
                 db.execute(
-                    "INSERT INTO conversations (user_id, other_id, last_pos) VALUES (?, ?, ?) "
-                    "ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
-                    (user, other, pos),
+                    "INSERT INTO conversations (id, kind, title, user_lo, user_hi, created_at, "
+                    "last_pos) VALUES (?, 'direct', NULL, ?, ?, 0, ?) ON CONFLICT (id) DO UPDATE "
+                    "SET title = excluded.title, last_pos = excluded.last_pos",
+                    (cid, a, b, pos),
                 )
+            for (cid, a, b), pos in sorted(latest.items()):
+                for u in (a, b):
+                    db.execute(
+                        "INSERT INTO conversation_members (conversation_id, user_id, role, "
+                        "joined_at, last_pos, read_up_to_pos, unread, removed_at) "
+                        "VALUES (?, ?, 'member', 0, ?, 0, ?, NULL) "
+                        "ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role, "
+                        "joined_at = excluded.joined_at, last_pos = excluded.last_pos, "
+                        "read_up_to_pos = excluded.read_up_to_pos, unread = excluded.unread, "
+                        "removed_at = excluded.removed_at",
+                        (cid, u, pos, unread[u]),
+                    )
             for sender, receiver, _, mid, s_seq, r_seq in written:
                 for user, user_seq in ((sender, s_seq), (receiver, r_seq)):
                     db.execute(
-                        "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) "
-                        "VALUES (?, ?, 'message', ?, ?, ?)",
+                        "INSERT INTO changes (user_id, seq, kind, message_id, conversation_id, "
+                        "actor_id, at) VALUES (?, ?, 'message', ?, NULL, ?, ?)",
                         (user, user_seq, mid, sender, now),
                     )
             for user in sorted({u for w in written for u in w[:2]}):

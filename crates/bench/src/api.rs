@@ -82,14 +82,30 @@ impl Api {
         if urls.is_empty() {
             return Err(anyhow!("no --url given"));
         }
+        self.register_run(urls, count, concurrency, progress, "bench")
+            .await
+    }
+
+    /// [`Api::register_many`] with another name prefix (a second set of users in one run).
+    pub async fn register_run(
+        &self,
+        urls: &[String],
+        count: usize,
+        concurrency: usize,
+        progress: &Progress,
+        prefix: &str,
+    ) -> Result<Vec<BenchUser>> {
+        if urls.is_empty() {
+            return Err(anyhow!("no --url given"));
+        }
         let run: u32 = rand::random();
         progress.start("registering users", count as u64);
         let mut users: Vec<BenchUser> = stream::iter(0..count)
             .map(|index| {
                 let url = urls[index % urls.len()].clone();
                 async move {
-                    let email = format!("bench-{run:08x}-{index}@bench.example.com");
-                    let name = format!("bench {index}");
+                    let email = format!("{prefix}-{run:08x}-{index}@bench.example.com");
+                    let name = format!("{prefix} {index}");
                     let auth = self.register(&url, &name, &email).await?;
                     progress.inc(1);
                     Ok::<_, anyhow::Error>(BenchUser {
@@ -106,6 +122,35 @@ impl Api {
         progress.finish();
         users.sort_by_key(|u| u.index);
         Ok(users)
+    }
+
+    /// `POST /conversations {title, memberIds}` → 201 the group; returns its id.
+    pub async fn create_group(
+        &self,
+        base: &str,
+        token: &str,
+        title: &str,
+        member_ids: &[String],
+    ) -> Result<String> {
+        let url = format!("{}/conversations", base.trim_end_matches('/'));
+        let res = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "title": title, "memberIds": member_ids }))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = res.status();
+        if status != reqwest::StatusCode::CREATED {
+            let body = res.text().await.unwrap_or_default();
+            return Err(anyhow!("POST {url} answered {status}: {body}"));
+        }
+        let group: nexus_protocol::ConversationInfo = res
+            .json()
+            .await
+            .with_context(|| format!("POST {url}: unexpected answer"))?;
+        Ok(group.id)
     }
 
     /// `GET /sync?since=&limit=` → `{events, nextCursor, hasMore}`.

@@ -177,6 +177,11 @@ pub struct LoadArgs {
     /// still missing then is reported as unacknowledged or lost.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    /// 0: 1:1 messages (by `receiverId`). N ≥ 2: each pair talks in a group of N members
+    /// (the pair and N−2 members who are registered but never connect), sending by
+    /// `conversationId`; every message then costs N change-log rows.
+    #[arg(long, default_value_t = 0)]
+    pub group_size: usize,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -216,6 +221,11 @@ pub struct LatencyArgs {
     /// How sends are acknowledged: the MESSAGE_SENT event, or a Socket.IO ack callback.
     #[arg(long, value_enum, default_value_t = AckMode::Event)]
     pub ack: AckMode,
+    /// 0: 1:1 messages (by `receiverId`). N ≥ 2: each pair talks in a group of N members
+    /// (the pair and N−2 members who are registered but never connect), sending by
+    /// `conversationId`; every message then costs N change-log rows.
+    #[arg(long, default_value_t = 0)]
+    pub group_size: usize,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

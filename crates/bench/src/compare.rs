@@ -146,6 +146,7 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<Comparison> {
                         warmup: args.warmup,
                         size: args.size,
                         drain: 10.0,
+                        group_size: 0,
                     },
                     ack: AckMode::Event,
                     contract: server.contract,

@@ -93,6 +93,8 @@ pub enum Ev {
 pub struct SioLink {
     pub conn: SioConn,
     partner_id: String,
+    /// Sends go to this conversation (a group) instead of to the partner by id.
+    conversation_id: Option<String>,
     /// Prefix of this link's `tempId`s (`"<tag>:<seq>"`): the sender's user id, so temp ids
     /// are unique across users, as a real client's (random) ones would be.
     tag: String,
@@ -146,11 +148,18 @@ impl SioLink {
             tag,
             conn,
             partner_id,
+            conversation_id: None,
             ack,
             contract,
             ack_checked: false,
             message_checked: false,
         }
+    }
+
+    /// Sends by `conversationId` (the pair's group) from now on.
+    pub fn in_conversation(mut self, conversation_id: String) -> SioLink {
+        self.conversation_id = Some(conversation_id);
+        self
     }
 
     fn decode(&mut self, frame: Option<Result<Message, tungstenite::Error>>) -> Ev {
@@ -283,7 +292,11 @@ impl SioLink {
 
     async fn feed(&mut self, seq: u64, body: String) -> Result<()> {
         let msg = NewMessage {
-            receiver_id: self.partner_id.clone(),
+            receiver_id: self
+                .conversation_id
+                .is_none()
+                .then(|| self.partner_id.clone()),
+            conversation_id: self.conversation_id.clone(),
             content: body,
             temp_id: Some(format!("{}:{seq}", self.tag)),
         };

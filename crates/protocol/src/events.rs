@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Message;
+use crate::{ConversationInfo, Message};
 
 /// The namespace every client connects to.
 pub const NAMESPACE: &str = "/ws";
@@ -17,6 +17,7 @@ pub const TYPING_START: &str = "TYPING_START";
 pub const TYPING_STOP: &str = "TYPING_STOP";
 pub const GET_ONLINE_USERS: &str = "GET_ONLINE_USERS";
 pub const HEALTH_CHECK: &str = "HEALTH_CHECK";
+pub const MARK_CONVERSATION_READ: &str = "MARK_CONVERSATION_READ";
 
 // server → client
 pub const CONNECTION_SUCCESS: &str = "CONNECTION_SUCCESS";
@@ -35,6 +36,8 @@ pub const FORCE_DISCONNECT: &str = "FORCE_DISCONNECT";
 /// Cluster mode: this node may have missed events from other nodes; sync from your last
 /// `seq` (docs/protocol.md, "Extensions").
 pub const RESYNC: &str = "RESYNC";
+pub const CONVERSATION_UPDATED: &str = "CONVERSATION_UPDATED";
+pub const CONVERSATION_READ: &str = "CONVERSATION_READ";
 
 /// The content a deleted message shows from then on.
 pub const DELETED_CONTENT: &str = "This message has been deleted";
@@ -65,8 +68,13 @@ pub struct Resync {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+/// A send: to a person (`receiverId`, the brief's 1:1 form) or to a conversation
+/// (`conversationId`); exactly one of them.
 pub struct NewMessage {
-    pub receiver_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temp_id: Option<String>,
@@ -90,8 +98,47 @@ pub struct EditMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
+/// Typing to a person (`receiverId`) or in a conversation (`conversationId`).
 pub struct Typing {
-    pub receiver_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+}
+
+/// `MARK_CONVERSATION_READ`: everything up to (and including) that message is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct MarkConversationRead {
+    pub conversation_id: String,
+    pub up_to_message_id: String,
+}
+
+/// `CONVERSATION_READ`, to the reader's other sockets (and as the acknowledgement).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRead {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub up_to_message_id: String,
+    pub read_at: String,
+    /// How many messages this call marked read.
+    pub marked: i64,
+    pub seq: i64,
+}
+
+/// `CONVERSATION_UPDATED`: a conversation was created, renamed, or its members changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationUpdated {
+    pub conversation: ConversationInfo,
+    /// What changed: `conversation.created`, `.updated`, `.member_added`, `.member_removed`.
+    pub change: crate::ChangeType,
+    pub seq: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +229,9 @@ pub struct MessageDeleted {
 pub struct UserTyping {
     pub user_id: String,
     pub is_typing: bool,
+    /// Typing in a group conversation (absent for the brief's 1:1 typing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -158,17 +158,19 @@ pub struct DeliveryReceipt {
     pub delivered_at: String,
 }
 
-/// A message as the brief shapes it, plus `seq` (the viewer's sequence number of its
-/// creation) and `clientMessageId` where the sender gave one.
+/// A message as the brief shapes it, plus `conversationId`, `seq` (the viewer's sequence
+/// number of its creation) and `clientMessageId` where the sender gave one. A group
+/// message has no receiver: `receiverId` and `receiver` are `null`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: String,
+    pub conversation_id: String,
     pub content: String,
     pub sender_id: String,
-    pub receiver_id: String,
+    pub receiver_id: Option<String>,
     pub timestamp: String,
     pub is_edited: bool,
     pub edited_at: Option<String>,
@@ -176,7 +178,7 @@ pub struct Message {
     pub is_encrypted: bool,
     pub encryption_key_id: Option<String>,
     pub sender: User,
-    pub receiver: User,
+    pub receiver: Option<User>,
     pub read_receipts: Vec<ReadReceipt>,
     pub delivery_receipts: Vec<DeliveryReceipt>,
     pub seq: i64,
@@ -196,15 +198,87 @@ pub struct MessagePage {
     pub next_cursor: Option<String>,
 }
 
-/// One entry of `GET /messages/conversations/all`.
+/// One entry of `GET /messages/conversations/all`: the brief's shape for a direct
+/// conversation; a group has `otherUser: null` (and may have no message yet). Every entry
+/// carries its `conversation`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
-    pub other_user: User,
-    pub last_message: Message,
+    pub other_user: Option<User>,
+    pub last_message: Option<Message>,
     pub unread_count: i64,
+    pub conversation: ConversationInfo,
+}
+
+/// Whether a conversation is between two people or a group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationType {
+    Direct,
+    Group,
+}
+
+/// A member's role in a group (in a direct conversation both are `member`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Admin,
+    Member,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationMember {
+    pub user: User,
+    pub role: MemberRole,
+    pub joined_at: String,
+}
+
+/// A conversation: `{id, type, title, members, createdAt}` (`title` is `null` for a direct
+/// one). Members are listed in the order they joined.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationInfo {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversationType,
+    pub title: Option<String>,
+    pub members: Vec<ConversationMember>,
+    pub created_at: String,
+}
+
+/// One entry of `GET /conversations`: the conversation, its last message (`null` for a
+/// group without messages) and the caller's unread count.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummary {
+    #[serde(flatten)]
+    pub conversation: ConversationInfo,
+    pub last_message: Option<Message>,
+    pub unread_count: i64,
+}
+
+/// `GET /conversations` answer, most recent first; `nextCursor` (a conversation id, `null`
+/// at the end) is passed back as `before`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationSummary>,
+    pub next_cursor: Option<String>,
 }
 
 /// The kinds of change in a user's feed (`GET /sync`).
@@ -222,15 +296,30 @@ pub enum ChangeType {
     MessageDelivered,
     #[serde(rename = "message.read")]
     MessageRead,
+    #[serde(rename = "conversation.created")]
+    ConversationCreated,
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated,
+    #[serde(rename = "conversation.member_added")]
+    ConversationMemberAdded,
+    #[serde(rename = "conversation.member_removed")]
+    ConversationMemberRemoved,
+    #[serde(rename = "conversation.read")]
+    ConversationRead,
 }
 
 impl ChangeType {
-    pub const ALL: [ChangeType; 5] = [
+    pub const ALL: [ChangeType; 10] = [
         ChangeType::MessageCreated,
         ChangeType::MessageEdited,
         ChangeType::MessageDeleted,
         ChangeType::MessageDelivered,
         ChangeType::MessageRead,
+        ChangeType::ConversationCreated,
+        ChangeType::ConversationUpdated,
+        ChangeType::ConversationMemberAdded,
+        ChangeType::ConversationMemberRemoved,
+        ChangeType::ConversationRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -240,6 +329,11 @@ impl ChangeType {
             ChangeType::MessageDeleted => "message.deleted",
             ChangeType::MessageDelivered => "message.delivered",
             ChangeType::MessageRead => "message.read",
+            ChangeType::ConversationCreated => "conversation.created",
+            ChangeType::ConversationUpdated => "conversation.updated",
+            ChangeType::ConversationMemberAdded => "conversation.member_added",
+            ChangeType::ConversationMemberRemoved => "conversation.member_removed",
+            ChangeType::ConversationRead => "conversation.read",
         }
     }
 
@@ -250,7 +344,10 @@ impl ChangeType {
 
 /// One change of `GET /sync`. `message` is the message's state when the feed is read (a
 /// deleted message shows its tombstone), so applying the events in `seq` order converges on
-/// the server's state. Receipt events also say who and when.
+/// the server's state. Receipt events also say who and when. A `conversation.*` change
+/// carries `conversationId` and the `conversation` (as the reader may see it now: a
+/// former member sees no members) and no `message`; `conversation.read` names the
+/// message read up to in `messageId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -259,13 +356,16 @@ pub struct SyncEvent {
     pub seq: i64,
     #[serde(rename = "type")]
     pub kind: ChangeType,
-    pub message_id: String,
+    pub message_id: Option<String>,
+    pub conversation_id: String,
     /// When the change happened.
     pub at: String,
-    /// The user who made the change (sender for created/edited/deleted, receiver for
-    /// delivered/read).
+    /// The user who made the change (sender for created/edited/deleted, reader for
+    /// delivered/read, the admin or the leaving member for conversation changes).
     pub user_id: String,
-    pub message: Message,
+    pub message: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationInfo>,
 }
 
 /// `GET /sync` answer.

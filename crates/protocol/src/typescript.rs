@@ -28,6 +28,11 @@ const CLIENT_EVENTS: &[(&str, &str, &str)] = &[
     (TYPING_STOP, "Typing", "UserTyping"),
     (GET_ONLINE_USERS, "", "OnlineUsers"),
     (HEALTH_CHECK, "", "HealthResponse"),
+    (
+        MARK_CONVERSATION_READ,
+        "MarkConversationRead",
+        "ConversationRead",
+    ),
 ];
 
 /// Every server → client event and its payload.
@@ -47,6 +52,8 @@ const SERVER_EVENTS: &[(&str, &str)] = &[
     (RATE_LIMIT_EXCEEDED, "RateLimitExceeded"),
     (FORCE_DISCONNECT, "ForceDisconnect"),
     (RESYNC, "Resync"),
+    (CONVERSATION_UPDATED, "ConversationUpdated"),
+    (CONVERSATION_READ, "ConversationRead"),
 ];
 
 fn render() -> String {
@@ -68,6 +75,12 @@ fn render() -> String {
         Message,
         MessagePage,
         Conversation,
+        ConversationType,
+        MemberRole,
+        ConversationMember,
+        ConversationInfo,
+        ConversationSummary,
+        ConversationPage,
         ChangeType,
         SyncEvent,
         SyncPage,
@@ -93,6 +106,9 @@ fn render() -> String {
         RateLimitExceeded,
         ForceDisconnect,
         Resync,
+        MarkConversationRead,
+        ConversationRead,
+        ConversationUpdated,
     );
     out.push_str(&format!(
         "\nexport const NAMESPACE = {NAMESPACE:?};\n\nexport const DELETED_CONTENT = {DELETED_CONTENT:?};\n"

@@ -127,7 +127,8 @@ impl Application {
                         config.trust_x_forwarded_for,
                     ),
                 messaging: MessagingService::new(store.clone(), writer, send_limiter)
-                    .with_budgets(budgets),
+                    .with_budgets(budgets)
+                    .with_group_max_members(config.group_max_members as usize),
                 presence,
                 metrics: Metrics::new(registry),
                 store,
@@ -166,7 +167,8 @@ impl Application {
                     config.trust_x_forwarded_for,
                 ),
             messaging: MessagingService::new(store.clone(), writer, cluster.send_limiter.clone())
-                .with_budgets(budgets),
+                .with_budgets(budgets)
+                .with_group_max_members(config.group_max_members as usize),
             presence,
             metrics: Metrics::new(registry),
             store,

@@ -148,6 +148,11 @@ pub struct Config {
     #[arg(long, env = "VAPID_SUBJECT")]
     pub vapid_subject: Option<String>,
 
+    /// Members per group conversation, at most (a group's creator included).
+    #[arg(long, env = "GROUP_MAX_MEMBERS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub group_max_members: u32,
+
     /// Push devices per user; registering one more removes the least recently used.
     #[arg(long, env = "MAX_DEVICES_PER_USER", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -333,6 +338,7 @@ impl Config {
             vapid_private_key: None,
             vapid_subject: None,
             max_devices_per_user: 20,
+            group_max_members: 256,
             push_workers: 4,
             push_queue_size: 10_000,
             push_max_retries: 3,
@@ -391,6 +397,7 @@ mod tests {
             ("--rate-limit-messages-per-minute", "1000000000".into()),
             ("--rate-limit-changes-per-minute", "1000000".into()),
             ("--database-max-connections", "1000".into()),
+            ("--group-max-members", "10000".into()),
         ] {
             assert!(
                 Config::try_parse_from(["nexus", flag, &huge]).is_err(),

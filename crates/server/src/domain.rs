@@ -52,6 +52,42 @@ macro_rules! uuid_id {
 
 uuid_id!(UserId, "user id");
 uuid_id!(MessageId, "message id");
+uuid_id!(ConversationId, "conversation id");
+
+/// A group's title: trimmed, 1–100 characters, no control characters (NUL included), no
+/// invisible or direction-changing characters, as for display names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTitle(String);
+
+impl GroupTitle {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Invalid("title must not be empty".into()));
+        }
+        if s.chars().count() > Self::MAX_CHARS {
+            return Err(Invalid(format!(
+                "title must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Invalid("title must not contain control characters".into()));
+        }
+        if s.chars().any(is_invisible_or_bidi) {
+            return Err(Invalid(
+                "title must not contain invisible or text-direction characters".into(),
+            ));
+        }
+        Ok(GroupTitle(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Characters that change how the text around them is shown without being seen: the bidi
 /// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069, which make "Ada\u{202E}

@@ -76,7 +76,7 @@ export function orderOf(m: Pick<ChatMessage, 'id' | 'timestamp' | 'tempId' | 'ke
  * A message as servers send it: today's 1:1 shape, and the conversation API's, where
  * `conversationId` is on every message and a group message has no receiver.
  */
-export type WireMessage = Omit<Message, 'receiverId' | 'receiver'> & {
+export type WireMessage = Omit<Message, 'receiverId' | 'receiver' | 'conversationId'> & {
   receiverId: string | null;
   receiver: User | null;
   conversationId?: string | null;

@@ -3,7 +3,7 @@ import type { SyncEvent, SyncPage } from '../wire/protocol';
 import { SyncEngine } from './sync';
 
 function event(seq: number): SyncEvent {
-  return { seq, type: 'message.created', messageId: `m${seq}`, at: 't', userId: 'u', message: {} as SyncEvent['message'] };
+  return { seq, type: 'message.created', messageId: `m${seq}`, conversationId: 'c', at: 't', userId: 'u', message: {} as SyncEvent['message'] };
 }
 
 /** A server feed of `latest` events, served `pageSize` at a time. */

@@ -12,7 +12,7 @@ export type ReadReceipt = { userId: string, readAt: string, };
 
 export type DeliveryReceipt = { userId: string, deliveredAt: string, };
 
-export type Message = { id: string, content: string, senderId: string, receiverId: string, timestamp: string, isEdited: boolean, editedAt: string | null, deletedAt: string | null, isEncrypted: boolean, encryptionKeyId: string | null, sender: User, receiver: User, readReceipts: Array<ReadReceipt>, deliveryReceipts: Array<DeliveryReceipt>, seq: number, clientMessageId?: string | null, };
+export type Message = { id: string, conversationId: string, content: string, senderId: string, receiverId: string | null, timestamp: string, isEdited: boolean, editedAt: string | null, deletedAt: string | null, isEncrypted: boolean, encryptionKeyId: string | null, sender: User, receiver: User | null, readReceipts: Array<ReadReceipt>, deliveryReceipts: Array<DeliveryReceipt>, seq: number, clientMessageId?: string | null, };
 
 export type MessagePage = { 
 /**
@@ -24,20 +24,32 @@ messages: Array<Message>,
  */
 nextCursor: string | null, };
 
-export type Conversation = { otherUser: User, lastMessage: Message, unreadCount: number, };
+export type Conversation = { otherUser: User | null, lastMessage: Message | null, unreadCount: number, conversation: ConversationInfo, };
 
-export type ChangeType = "message.created" | "message.edited" | "message.deleted" | "message.delivered" | "message.read";
+export type ConversationType = "direct" | "group";
 
-export type SyncEvent = { seq: number, type: ChangeType, messageId: string, 
+export type MemberRole = "admin" | "member";
+
+export type ConversationMember = { user: User, role: MemberRole, joinedAt: string, };
+
+export type ConversationInfo = { id: string, type: ConversationType, title: string | null, members: Array<ConversationMember>, createdAt: string, };
+
+export type ConversationSummary = { lastMessage: Message | null, unreadCount: number, id: string, type: ConversationType, title: string | null, members: Array<ConversationMember>, createdAt: string, };
+
+export type ConversationPage = { conversations: Array<ConversationSummary>, nextCursor: string | null, };
+
+export type ChangeType = "message.created" | "message.edited" | "message.deleted" | "message.delivered" | "message.read" | "conversation.created" | "conversation.updated" | "conversation.member_added" | "conversation.member_removed" | "conversation.read";
+
+export type SyncEvent = { seq: number, type: ChangeType, messageId: string | null, conversationId: string, 
 /**
  * When the change happened.
  */
 at: string, 
 /**
- * The user who made the change (sender for created/edited/deleted, receiver for
- * delivered/read).
+ * The user who made the change (sender for created/edited/deleted, reader for
+ * delivered/read, the admin or the leaving member for conversation changes).
  */
-userId: string, message: Message, };
+userId: string, message: Message | null, conversation?: ConversationInfo | null, };
 
 export type SyncPage = { events: Array<SyncEvent>, 
 /**
@@ -49,13 +61,13 @@ export type HttpError = { statusCode: number, message: string, error: string, };
 
 export type ErrorCode = "VALIDATION_FAILED" | "NOT_FOUND" | "FORBIDDEN" | "ALREADY_DELETED" | "RATE_LIMITED" | "UNAVAILABLE" | "INTERNAL";
 
-export type NewMessage = { receiverId: string, content: string, tempId?: string | null, };
+export type NewMessage = { receiverId?: string | null, conversationId?: string | null, content: string, tempId?: string | null, };
 
 export type MessageRef = { messageId: string, };
 
 export type EditMessage = { messageId: string, content: string, };
 
-export type Typing = { receiverId: string, };
+export type Typing = { receiverId?: string | null, conversationId?: string | null, };
 
 export type ConnectionSuccess = { userId: string, socketId: string, timestamp: string, 
 /**
@@ -70,7 +82,7 @@ export type MessageSent = {
  */
 messageId: string, dbMessageId: string, timestamp: string, seq: number, };
 
-export type IncomingMessage = { tempId: string | null, id: string, content: string, senderId: string, receiverId: string, timestamp: string, isEdited: boolean, editedAt: string | null, deletedAt: string | null, isEncrypted: boolean, encryptionKeyId: string | null, sender: User, receiver: User, readReceipts: Array<ReadReceipt>, deliveryReceipts: Array<DeliveryReceipt>, seq: number, clientMessageId?: string | null, };
+export type IncomingMessage = { tempId: string | null, id: string, conversationId: string, content: string, senderId: string, receiverId: string | null, timestamp: string, isEdited: boolean, editedAt: string | null, deletedAt: string | null, isEncrypted: boolean, encryptionKeyId: string | null, sender: User, receiver: User | null, readReceipts: Array<ReadReceipt>, deliveryReceipts: Array<DeliveryReceipt>, seq: number, clientMessageId?: string | null, };
 
 export type DeliveredUpdate = { messageId: string, userId: string, deliveredAt: string, seq: number, };
 
@@ -80,7 +92,11 @@ export type MessageEdited = { id: string, content: string, isEdited: boolean, ed
 
 export type MessageDeleted = { id: string, deletedAt: string, content: string, timestamp: string, seq: number, };
 
-export type UserTyping = { userId: string, isTyping: boolean, };
+export type UserTyping = { userId: string, isTyping: boolean, 
+/**
+ * Typing in a group conversation (absent for the brief's 1:1 typing).
+ */
+conversationId?: string | null, };
 
 export type OnlineUsers = { userIds: Array<string>, };
 
@@ -98,6 +114,20 @@ export type ForceDisconnect = { reason: string, };
 
 export type Resync = { reason: string, };
 
+export type MarkConversationRead = { conversationId: string, upToMessageId: string, };
+
+export type ConversationRead = { conversationId: string, userId: string, upToMessageId: string, readAt: string, 
+/**
+ * How many messages this call marked read.
+ */
+marked: number, seq: number, };
+
+export type ConversationUpdated = { conversation: ConversationInfo, 
+/**
+ * What changed: `conversation.created`, `.updated`, `.member_added`, `.member_removed`.
+ */
+change: ChangeType, seq: number, };
+
 export const NAMESPACE = "/ws";
 
 export const DELETED_CONTENT = "This message has been deleted";
@@ -113,6 +143,7 @@ export interface ClientToServerEvents {
   TYPING_STOP: (payload: Typing, ack: (answer: UserTyping | ErrorEvent) => void) => void;
   GET_ONLINE_USERS: (ack: (answer: OnlineUsers | ErrorEvent) => void) => void;
   HEALTH_CHECK: (ack: (answer: HealthResponse | ErrorEvent) => void) => void;
+  MARK_CONVERSATION_READ: (payload: MarkConversationRead, ack: (answer: ConversationRead | ErrorEvent) => void) => void;
 }
 
 /** Server → client events and their payloads. */
@@ -132,4 +163,6 @@ export interface ServerToClientEvents {
   RATE_LIMIT_EXCEEDED: (payload: RateLimitExceeded) => void;
   FORCE_DISCONNECT: (payload: ForceDisconnect) => void;
   RESYNC: (payload: Resync) => void;
+  CONVERSATION_UPDATED: (payload: ConversationUpdated) => void;
+  CONVERSATION_READ: (payload: ConversationRead) => void;
 }

@@ -123,11 +123,15 @@ pub async fn run(common: &Common, args: &CatchupArgs) -> Result<Report> {
                 correctness.error(format!("unexpected {} event in the feed", ev.kind.as_str()));
                 continue;
             }
-            if ev.message.sender_id != sender.id {
+            let Some(message) = &ev.message else {
+                correctness.error("a message event without its message");
+                continue;
+            };
+            if message.sender_id != sender.id {
                 correctness.error("a message from someone else in the feed");
                 continue;
             }
-            match content::decode(&ev.message.content) {
+            match content::decode(&message.content) {
                 Some((seq, _)) => conv.deliver(seq),
                 None => correctness.error("a message with foreign content in the feed"),
             }

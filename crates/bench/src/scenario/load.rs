@@ -43,12 +43,56 @@ async fn sio_pairs(
     count: usize,
     ack: AckMode,
     contract: Contract,
+    group_size: usize,
     progress: &Progress,
 ) -> Result<(Vec<BenchUser>, Vec<Pair>)> {
+    if group_size == 1 {
+        bail!("--group-size must be 0 (1:1) or at least 2");
+    }
     let api = Api::new(common.register_concurrency)?;
     let users = api
         .register_many(&common.urls, count, common.register_concurrency, progress)
         .await?;
+    // Groups: each pair's own group, with members of its own who never connect.
+    let mut groups: Vec<Option<String>> = vec![None; count / 2];
+    if group_size >= 2 {
+        let silent = api
+            .register_run(
+                &common.urls,
+                count / 2 * (group_size - 2),
+                common.register_concurrency,
+                progress,
+                "silent",
+            )
+            .await?;
+        progress.start("creating groups", (count / 2) as u64);
+        let made: Vec<(usize, String)> = stream::iter(0..count / 2)
+            .map(|p| {
+                let (a, b) = (&users[2 * p], &users[2 * p + 1]);
+                let mut members = vec![b.id.clone()];
+                members.extend(
+                    silent[p * (group_size - 2)..(p + 1) * (group_size - 2)]
+                        .iter()
+                        .map(|u| u.id.clone()),
+                );
+                let api = api.clone();
+                async move {
+                    let id = api
+                        .create_group(&a.url, &a.token, &format!("bench pair {p}"), &members)
+                        .await?;
+                    progress.inc(1);
+                    Ok::<_, anyhow::Error>((p, id))
+                }
+            })
+            .buffer_unordered(common.register_concurrency.max(1))
+            .try_collect()
+            .await?;
+        progress.finish();
+        for (p, id) in made {
+            groups[p] = Some(id);
+        }
+    }
+    let groups = &groups;
     progress.start("connecting", count as u64);
     let mut links: Vec<(usize, Link)> = stream::iter(users.iter())
         .map(|u| {
@@ -58,10 +102,11 @@ async fn sio_pairs(
                 let conn =
                     SioConn::connect(&target, &u.token, None, sio::ws_config(READ_BUFFER)).await?;
                 progress.inc(1);
-                Ok::<_, anyhow::Error>((
-                    u.index,
-                    Link::Sio(Box::new(SioLink::new(conn, partner, ack, contract))),
-                ))
+                let mut link = SioLink::new(conn, partner, ack, contract);
+                if let Some(group) = &groups[u.index / 2] {
+                    link = link.in_conversation(group.clone());
+                }
+                Ok::<_, anyhow::Error>((u.index, Link::Sio(Box::new(link))))
             }
         })
         .buffer_unordered(CONNECT_CONCURRENCY)
@@ -79,6 +124,15 @@ fn into_pairs(links: Vec<(usize, Link)>) -> Vec<Pair> {
         pairs.push([a, b]);
     }
     pairs
+}
+
+/// How the pace line names the conversation shape.
+fn in_groups(group_size: usize) -> String {
+    if group_size >= 2 {
+        format!(", each pair in a group of {group_size}")
+    } else {
+        ", 1:1".into()
+    }
 }
 
 fn cross_node_pairs(users: &[BenchUser]) -> usize {
@@ -100,7 +154,15 @@ pub async fn throughput(common: &Common, args: &ThroughputArgs) -> Result<Report
     let a = &args.load;
     check_users(a.users)?;
     let progress = Progress::new(!common.json);
-    let (users, pairs) = sio_pairs(common, a.users, args.ack, args.contract, &progress).await?;
+    let (users, pairs) = sio_pairs(
+        common,
+        a.users,
+        args.ack,
+        args.contract,
+        a.group_size,
+        &progress,
+    )
+    .await?;
     let plan = closed_loop_plan(a)?;
     let due = [plan.send_from; 2];
     let out = pairs::run_all(
@@ -111,8 +173,10 @@ pub async fn throughput(common: &Common, args: &ThroughputArgs) -> Result<Report
     )
     .await;
     let pace = format!(
-        "{} in flight per user, {}-byte messages",
-        a.inflight, a.size
+        "{} in flight per user, {}-byte messages{}",
+        a.inflight,
+        a.size,
+        in_groups(a.group_size)
     );
     Ok(report(
         "throughput",
@@ -221,8 +285,15 @@ pub async fn latency(
         bail!("--rate must be a positive number of messages per second");
     }
     let progress = Progress::new(!common.json);
-    let (users, pairs) =
-        sio_pairs(common, args.users, args.ack, Contract::Nexus, &progress).await?;
+    let (users, pairs) = sio_pairs(
+        common,
+        args.users,
+        args.ack,
+        Contract::Nexus,
+        args.group_size,
+        &progress,
+    )
+    .await?;
 
     // The whole run sends one message every 1/rate s: user k at k/rate, then every
     // users/rate s.
@@ -248,10 +319,11 @@ pub async fn latency(
         .collect();
     let out = pairs::run_all(pairs, plan, common.pid, &progress).await;
     let pace = format!(
-        "open loop at {} msgs/s in total ({:.1} msgs/s per user), {}-byte messages",
+        "open loop at {} msgs/s in total ({:.1} msgs/s per user), {}-byte messages{}",
         args.rate,
         args.rate / args.users as f64,
-        args.size
+        args.size,
+        in_groups(args.group_size)
     );
     Ok(report(
         scenario,

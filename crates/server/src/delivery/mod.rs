@@ -284,8 +284,9 @@ mod tests {
         let row = MessageRow {
             pos: 1,
             id: crate::domain::MessageId::new().as_string(),
+            conversation_id: crate::domain::ConversationId::new().as_string(),
             sender_id: sender.as_string(),
-            receiver_id: receiver.as_string(),
+            receiver_id: Some(receiver.as_string()),
             content: "hello".into(),
             created_at: 0,
             edited_at: None,
@@ -297,8 +298,8 @@ mod tests {
             receiver_seq: 1,
             sender_name: "Ada".into(),
             sender_email: "ada@example.org".into(),
-            receiver_name: "Bob".into(),
-            receiver_email: "bob@example.org".into(),
+            receiver_name: Some("Bob".into()),
+            receiver_email: Some("bob@example.org".into()),
         };
         Outcome::Sent(Sent {
             message_id: row.id.clone(),
@@ -310,6 +311,7 @@ mod tests {
                 reads: vec![],
                 deliveries: vec![],
             })),
+            audience: vec![(receiver.as_string(), 1)],
         })
     }
 

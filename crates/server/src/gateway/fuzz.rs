@@ -40,7 +40,15 @@ fn handle(event: &str, data: Option<Value>) -> Result<(), DomainError> {
     match event {
         events::NEW_MESSAGE => {
             let m: NewMessage = decode(event, data)?;
-            UserId::parse(&m.receiver_id)?;
+            match (&m.receiver_id, &m.conversation_id) {
+                (Some(r), None) => {
+                    UserId::parse(r)?;
+                }
+                (None, Some(c)) => {
+                    crate::domain::ConversationId::parse(c)?;
+                }
+                _ => return Err(DomainError::Validation("one target".into())),
+            }
             MessageBody::parse(&m.content)?;
             m.temp_id
                 .as_deref()
@@ -58,7 +66,15 @@ fn handle(event: &str, data: Option<Value>) -> Result<(), DomainError> {
         }
         events::TYPING_START | events::TYPING_STOP => {
             let t: Typing = decode(event, data)?;
-            UserId::parse(&t.receiver_id)?;
+            match (&t.receiver_id, &t.conversation_id) {
+                (Some(r), None) => {
+                    UserId::parse(r)?;
+                }
+                (None, Some(c)) => {
+                    crate::domain::ConversationId::parse(c)?;
+                }
+                _ => return Err(DomainError::Validation("one target".into())),
+            }
         }
         _ => unreachable!(),
     }

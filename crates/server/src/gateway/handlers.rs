@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use nexus_protocol::events::{
-    self, ConnectionSuccess, EditMessage, ErrorEvent, ForceDisconnect, HealthResponse, MessageRef,
-    NewMessage, OnlineUsers, PresenceStatus, RateLimitExceeded, Typing,
+    self, ConnectionSuccess, EditMessage, ErrorEvent, ForceDisconnect, HealthResponse,
+    MarkConversationRead, MessageRef, NewMessage, OnlineUsers, PresenceStatus, RateLimitExceeded,
+    Typing,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -343,6 +344,14 @@ async fn dispatch<A: Adapter>(
             Ok(r) => messaging.delete(user, &r.message_id).await,
             Err(e) => Err(e),
         },
+        events::MARK_CONVERSATION_READ => match decode::<MarkConversationRead>(event, data) {
+            Ok(r) => {
+                messaging
+                    .mark_conversation_read(user, &r.conversation_id, &r.up_to_message_id)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
         events::TYPING_START | events::TYPING_STOP => {
             return Reply::Now(typing(gateway, user, event == events::TYPING_START, data).await)
         }
@@ -384,7 +393,13 @@ async fn new_message(gateway: &Gateway, user: UserId, data: Option<Value>) -> Re
             gateway
                 .state
                 .messaging
-                .send(user, &m.receiver_id, &m.content, m.temp_id.as_deref())
+                .send_to(
+                    user,
+                    m.receiver_id.as_deref(),
+                    m.conversation_id.as_deref(),
+                    &m.content,
+                    m.temp_id.as_deref(),
+                )
                 .await
         }
         Err(e) => Err(e),
@@ -435,7 +450,16 @@ async fn typing(
     };
     let t: Typing = decode(event, data)?;
     let messaging = &gateway.state.messaging;
-    let to = messaging.typing_target(user, &t.receiver_id).await?;
+    let receiver = match (t.receiver_id, t.conversation_id) {
+        (Some(r), None) => r,
+        (None, Some(c)) => return group_typing(gateway, user, is_typing, &c).await,
+        _ => {
+            return Err(DomainError::Validation(
+                "give exactly one of receiverId and conversationId".into(),
+            ))
+        }
+    };
+    let to = messaging.typing_target(user, &receiver).await?;
     let (from_key, to_key) = (user.as_string(), to.as_string());
     let notification = messaging.typing_notification(user, to, is_typing);
     let payload = to_value(&notification.payload);
@@ -467,6 +491,70 @@ async fn typing(
         if gateway.typing.expire(&from_key, &to_key, start.generation) {
             let stop = gateway.state.messaging.typing_notification(user, to, false);
             gateway.state.delivery.send(vec![stop], Origin::Http).await;
+        }
+    });
+    Ok(payload)
+}
+
+/// Typing in a group: `USER_TYPING {userId, isTyping, conversationId}` to every other
+/// current member, with the same throttle and expiry as 1:1 typing (keyed by the group).
+async fn group_typing(
+    gateway: &Arc<Gateway>,
+    user: UserId,
+    is_typing: bool,
+    conversation: &str,
+) -> Result<Value, DomainError> {
+    let messaging = &gateway.state.messaging;
+    let from_key = user.as_string();
+    let to_key = format!("conversation:{conversation}");
+    if !is_typing {
+        if gateway.typing.stop(&from_key, &to_key) {
+            let (id, others) = messaging
+                .group_typing_audience(user, conversation, false)
+                .await?;
+            let notes = messaging.group_typing_notifications(user, &id, &others, false);
+            gateway.state.delivery.send(notes, Origin::Http).await;
+        }
+        return Ok(to_value(&nexus_protocol::events::UserTyping {
+            user_id: from_key,
+            is_typing,
+            conversation_id: Some(conversation.to_string()),
+        }));
+    }
+    let start = gateway.typing.start(&from_key, &to_key);
+    if start.forward {
+        match messaging
+            .group_typing_audience(user, conversation, true)
+            .await
+        {
+            Ok((id, others)) => {
+                let notes = messaging.group_typing_notifications(user, &id, &others, true);
+                gateway.state.delivery.send(notes, Origin::Http).await;
+            }
+            Err(e) => {
+                gateway.typing.forget(&from_key, &to_key);
+                return Err(e);
+            }
+        }
+    }
+    let payload = to_value(&nexus_protocol::events::UserTyping {
+        user_id: user.as_string(),
+        is_typing,
+        conversation_id: Some(conversation.to_string()),
+    });
+    let gateway = gateway.clone();
+    let conversation = conversation.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(TYPING_TTL).await;
+        if gateway.typing.expire(&from_key, &to_key, start.generation) {
+            let messaging = &gateway.state.messaging;
+            if let Ok((id, others)) = messaging
+                .group_typing_audience(user, &conversation, false)
+                .await
+            {
+                let notes = messaging.group_typing_notifications(user, &id, &others, false);
+                gateway.state.delivery.send(notes, Origin::Http).await;
+            }
         }
     });
     Ok(payload)

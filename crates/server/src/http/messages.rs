@@ -33,8 +33,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SendBody {
-    #[schema(value_type = uuid::Uuid)]
-    receiver_id: String,
+    /// The person (1:1); give this or `conversationId`.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    receiver_id: Option<String>,
+    /// A conversation (a group, or a direct one by its id); give this or `receiverId`.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    conversation_id: Option<String>,
     /// 1 to 10,000 characters, not only whitespace.
     #[schema(min_length = 1, max_length = 10000)]
     content: String,
@@ -62,9 +66,10 @@ async fn send(
     let received = std::time::Instant::now();
     let sent = state
         .messaging
-        .send(
+        .send_to(
             me,
-            &body.receiver_id,
+            body.receiver_id.as_deref(),
+            body.conversation_id.as_deref(),
             &body.content,
             body.client_message_id.as_deref(),
         )

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 mod auth;
+mod conversations;
 pub mod error;
 pub mod extract;
 mod health;
@@ -65,6 +66,7 @@ async fn observe(request: Request, next: Next) -> Response {
         (name = "auth", description = "accounts and access tokens"),
         (name = "users", description = "the caller and user search"),
         (name = "messages", description = "messages, history and sync"),
+        (name = "conversations", description = "conversations and groups: members, history, read marks"),
         (name = "receipts", description = "delivery and read receipts"),
         (name = "devices", description = "push devices (FCM, Web Push)"),
         (name = "operations", description = "health, readiness, metrics, this document")
@@ -99,6 +101,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(messages::router())
+        .merge(conversations::router())
         .merge(health::router())
         .routes(routes!(openapi_json))
 }

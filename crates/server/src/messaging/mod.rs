@@ -15,10 +15,11 @@ use nexus_protocol::events::{self, PresenceStatus, PresenceUpdate, UserTyping};
 use nexus_protocol::{self as wire, ChangeType};
 
 use crate::clock::{iso, now_ms, parse_iso, Millis};
-use crate::domain::{ClientMessageId, MessageBody, MessageId, UserId};
+use crate::domain::{ClientMessageId, ConversationId, GroupTitle, MessageBody, MessageId, UserId};
 use crate::error::DomainError;
 use crate::presence::Presence;
 use crate::ratelimit::{Budgets, SendLimiter};
+use crate::store::conversations::ConversationView;
 use crate::store::{Store, StoredMessage};
 use notify::{Notification, Payload};
 
@@ -49,16 +50,56 @@ pub enum Command {
         message: MessageId,
         kind: ReceiptKind,
     },
+    /// A message to a conversation by its id (a group, or a direct one).
+    Post {
+        sender: UserId,
+        conversation: ConversationId,
+        body: MessageBody,
+        client_message_id: Option<ClientMessageId>,
+    },
+    CreateGroup {
+        actor: UserId,
+        title: GroupTitle,
+        members: Vec<UserId>,
+        max_members: usize,
+    },
+    Rename {
+        actor: UserId,
+        conversation: ConversationId,
+        title: GroupTitle,
+    },
+    AddMembers {
+        actor: UserId,
+        conversation: ConversationId,
+        users: Vec<UserId>,
+        max_members: usize,
+    },
+    /// Removes `user` (an admin removing a member, or anyone leaving).
+    RemoveMember {
+        actor: UserId,
+        conversation: ConversationId,
+        user: UserId,
+    },
+    MarkRead {
+        actor: UserId,
+        conversation: ConversationId,
+        up_to: MessageId,
+    },
 }
 
 impl Command {
     /// The user who asked for the change.
     pub fn actor(&self) -> UserId {
         match self {
-            Command::Send { sender, .. } => *sender,
+            Command::Send { sender, .. } | Command::Post { sender, .. } => *sender,
             Command::Edit { actor, .. }
             | Command::Delete { actor, .. }
-            | Command::Receipt { actor, .. } => *actor,
+            | Command::Receipt { actor, .. }
+            | Command::CreateGroup { actor, .. }
+            | Command::Rename { actor, .. }
+            | Command::AddMembers { actor, .. }
+            | Command::RemoveMember { actor, .. }
+            | Command::MarkRead { actor, .. } => *actor,
         }
     }
 }
@@ -91,7 +132,8 @@ impl ReceiptKind {
     }
 }
 
-/// The sequence numbers a change got in its two parties' change logs.
+/// The sequence numbers a receipt got in the sender's and the receiver's (reader's)
+/// change logs (0 for a sender who is no longer a member).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seqs {
     pub sender: i64,
@@ -108,36 +150,67 @@ pub struct Sent {
     pub duplicate: bool,
     /// The message as stored (filled in by the writer before commit).
     pub message: Option<Box<StoredMessage>>,
+    /// Every other current member of the conversation with the number the message got in
+    /// their feed.
+    pub audience: Vec<(String, i64)>,
+}
+
+/// A conversation created, renamed, or with members added or removed.
+#[derive(Debug, Clone)]
+pub struct ConversationChange {
+    pub kind: ChangeType,
+    pub actor: String,
+    pub conversation: crate::store::writes::ConversationState,
+    /// Everyone told, with their number (a removed member included).
+    pub audience: Vec<(String, i64)>,
+    /// The conversation as the wire shows it (filled in by the writer).
+    pub info: Option<wire::ConversationInfo>,
+}
+
+/// A read mark: what it marked read.
+#[derive(Debug, Clone)]
+pub struct MarkedRead {
+    pub conversation_id: String,
+    pub reader: String,
+    pub up_to: String,
+    pub at: Millis,
+    /// The reader's number for `conversation.read`; `None` when nothing changed.
+    pub reader_seq: Option<i64>,
+    /// (message id, sender id, sender's number; `None` for a sender no longer a member)
+    pub marked: Vec<(String, String, Option<i64>)>,
 }
 
 /// What a command did, for the transports to deliver.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Sent(Sent),
+    /// `audience`: every current member with their number, the sender first.
     Edited {
         message_id: String,
-        sender_id: String,
-        receiver_id: String,
+        conversation_id: String,
         content: String,
         edited_at: Millis,
-        seqs: Seqs,
+        audience: Vec<(String, i64)>,
     },
     Deleted {
         message_id: String,
-        sender_id: String,
-        receiver_id: String,
+        conversation_id: String,
         deleted_at: Millis,
-        seqs: Seqs,
+        audience: Vec<(String, i64)>,
     },
+    /// `receiver_id` is the member who marked it.
     Receipt {
         kind: ReceiptKind,
         message_id: String,
+        conversation_id: String,
         sender_id: String,
         receiver_id: String,
         at: Millis,
         /// `None` when the receipt already existed: nothing changed, nobody is told.
         seqs: Option<Seqs>,
     },
+    Conversation(Box<ConversationChange>),
+    MarkedRead(MarkedRead),
 }
 
 /// Page sizes for history, sync and catch-up.
@@ -146,11 +219,16 @@ pub const MAX_PAGE: i64 = 200;
 pub const DEFAULT_SYNC_PAGE: i64 = 500;
 pub const MAX_SYNC_PAGE: i64 = 1000;
 pub const MAX_CATCH_UP: i64 = 1000;
+pub const DEFAULT_GROUP_MAX_MEMBERS: usize = 256;
+pub const DEFAULT_CONVERSATION_PAGE: i64 = 50;
+pub const MAX_CONVERSATION_PAGE: i64 = 200;
 
 #[derive(Clone)]
 pub struct MessagingService {
     store: Store,
     writer: writer::Writer,
+    /// `GROUP_MAX_MEMBERS`.
+    group_max_members: usize,
     limiter: Arc<dyn SendLimiter>,
     /// Edits, deletes, receipts, typing and online lists: budgets of their own.
     budgets: Arc<Budgets>,
@@ -169,7 +247,14 @@ impl MessagingService {
             writer,
             limiter,
             budgets: Arc::default(),
+            group_max_members: DEFAULT_GROUP_MAX_MEMBERS,
         }
+    }
+
+    /// Sets the largest group (`GROUP_MAX_MEMBERS`).
+    pub fn with_group_max_members(mut self, max: usize) -> Self {
+        self.group_max_members = max;
+        self
     }
 
     /// Shares `budgets` with the other services.
@@ -265,6 +350,175 @@ impl MessagingService {
         .await
     }
 
+    /// Queues a message to conversation `conversation` (a group, or a direct one by its id).
+    pub async fn post(
+        &self,
+        sender: UserId,
+        conversation: &str,
+        content: &str,
+        client_message_id: Option<&str>,
+    ) -> Result<Pending<Sent>, DomainError> {
+        let conversation = ConversationId::parse(conversation)
+            .map_err(|_| DomainError::Validation("conversationId must be a UUID".into()))?;
+        let body = MessageBody::parse(content)?;
+        let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
+        self.limiter
+            .check(sender)
+            .await
+            .inspect_err(|_| crate::metrics::node().limited("send"))?;
+        let ticket = self
+            .writer
+            .enqueue(Command::Post {
+                sender,
+                conversation,
+                body,
+                client_message_id,
+            })
+            .await?;
+        Ok(Pending {
+            ticket,
+            map: |outcome| match outcome {
+                Outcome::Sent(sent) => Ok(sent),
+                other => Err(unexpected(other)),
+            },
+        })
+    }
+
+    /// A send by `receiverId` (the brief's 1:1 form) or by `conversationId`: exactly one.
+    pub async fn send_to(
+        &self,
+        sender: UserId,
+        receiver: Option<&str>,
+        conversation: Option<&str>,
+        content: &str,
+        client_message_id: Option<&str>,
+    ) -> Result<Pending<Sent>, DomainError> {
+        match (receiver, conversation) {
+            (Some(r), None) => self.send(sender, r, content, client_message_id).await,
+            (None, Some(c)) => self.post(sender, c, content, client_message_id).await,
+            _ => Err(DomainError::Validation(
+                "give exactly one of receiverId and conversationId".into(),
+            )),
+        }
+    }
+
+    fn parse_user_ids(ids: &[String], field: &str) -> Result<Vec<UserId>, DomainError> {
+        ids.iter()
+            .map(|id| {
+                UserId::parse(id).map_err(|_| {
+                    DomainError::Validation(format!("{field} must be user ids (UUIDs)"))
+                })
+            })
+            .collect()
+    }
+
+    fn conversation_id(id: &str) -> Result<ConversationId, DomainError> {
+        ConversationId::parse(id)
+            .map_err(|_| DomainError::Validation("conversation id must be a UUID".into()))
+    }
+
+    /// Queues a new group with `actor` as its first admin and `members` as members.
+    pub async fn create_group(
+        &self,
+        actor: UserId,
+        title: &str,
+        members: &[String],
+    ) -> Result<Pending<Outcome>, DomainError> {
+        let title = GroupTitle::parse(title)?;
+        let members = Self::parse_user_ids(members, "memberIds")?;
+        if members.len() > self.group_max_members {
+            return Err(DomainError::Validation(format!(
+                "a group has at most {} members",
+                self.group_max_members
+            )));
+        }
+        self.change(Command::CreateGroup {
+            actor,
+            title,
+            members,
+            max_members: self.group_max_members,
+        })
+        .await
+    }
+
+    pub async fn rename(
+        &self,
+        actor: UserId,
+        conversation: &str,
+        title: &str,
+    ) -> Result<Pending<Outcome>, DomainError> {
+        let conversation = Self::conversation_id(conversation)?;
+        let title = GroupTitle::parse(title)?;
+        self.change(Command::Rename {
+            actor,
+            conversation,
+            title,
+        })
+        .await
+    }
+
+    pub async fn add_members(
+        &self,
+        actor: UserId,
+        conversation: &str,
+        users: &[String],
+    ) -> Result<Pending<Outcome>, DomainError> {
+        let conversation = Self::conversation_id(conversation)?;
+        let users = Self::parse_user_ids(users, "userIds")?;
+        if users.is_empty() {
+            return Err(DomainError::Validation("userIds must not be empty".into()));
+        }
+        if users.len() > self.group_max_members {
+            return Err(DomainError::Validation(format!(
+                "a group has at most {} members",
+                self.group_max_members
+            )));
+        }
+        self.change(Command::AddMembers {
+            actor,
+            conversation,
+            users,
+            max_members: self.group_max_members,
+        })
+        .await
+    }
+
+    /// Removes `user` from a group (an admin), or leaves it (`user` is the caller).
+    pub async fn remove_member(
+        &self,
+        actor: UserId,
+        conversation: &str,
+        user: &str,
+    ) -> Result<Pending<Outcome>, DomainError> {
+        let conversation = Self::conversation_id(conversation)?;
+        let user = UserId::parse(user)
+            .map_err(|_| DomainError::Validation("userId must be a UUID".into()))?;
+        self.change(Command::RemoveMember {
+            actor,
+            conversation,
+            user,
+        })
+        .await
+    }
+
+    /// Marks everything in `conversation` up to `up_to` read for `actor`.
+    pub async fn mark_conversation_read(
+        &self,
+        actor: UserId,
+        conversation: &str,
+        up_to: &str,
+    ) -> Result<Pending<Outcome>, DomainError> {
+        let conversation = Self::conversation_id(conversation)?;
+        let up_to = MessageId::parse(up_to)
+            .map_err(|_| DomainError::Validation("upToMessageId must be a UUID".into()))?;
+        self.change(Command::MarkRead {
+            actor,
+            conversation,
+            up_to,
+        })
+        .await
+    }
+
     /// One page of the conversation between `me` and `other`, oldest first. `before` is the
     /// `nextCursor` of the previous answer (a message id).
     pub async fn conversation(
@@ -279,19 +533,46 @@ impl MessagingService {
         if self.store.user_by_id(other).await?.is_none() {
             return Err(DomainError::NotFound("user not found".into()));
         }
+        let direct = self
+            .store
+            .direct_conversation(&me.as_string(), &other.as_string())
+            .await?;
+        self.page_of(me, direct.as_deref(), None, before, limit)
+            .await
+    }
+
+    /// One page of a conversation's history by its id, oldest first (a former member: up
+    /// to their removal).
+    pub async fn conversation_messages(
+        &self,
+        me: UserId,
+        conversation: &str,
+        before: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<wire::MessagePage, DomainError> {
+        let id = Self::conversation_id(conversation)?;
+        let limit = parse_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+        let view = self.view(&id.as_string()).await?;
+        let member = view.member(&me.as_string()).ok_or_else(not_a_member)?;
+        let up_to = member.removed_at.map(|_| member.last_pos);
+        self.page_of(me, Some(&view.id), up_to, before, limit).await
+    }
+
+    async fn page_of(
+        &self,
+        me: UserId,
+        conversation: Option<&str>,
+        up_to: Option<i64>,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<wire::MessagePage, DomainError> {
         let before_pos = match before.filter(|b| !b.is_empty()) {
             None => None,
             Some(b) => {
                 let id = MessageId::parse(b)
                     .map_err(|_| DomainError::Validation("before must be a message id".into()))?;
-                let (me_s, other_s) = (me.as_string(), other.as_string());
-                match self.store.message_place(id).await? {
-                    Some(p)
-                        if (p.sender_id == me_s && p.receiver_id == other_s)
-                            || (p.sender_id == other_s && p.receiver_id == me_s) =>
-                    {
-                        Some(p.pos)
-                    }
+                match (self.store.message_place(id).await?, conversation) {
+                    (Some(p), Some(c)) if p.conversation_id == c => Some(p.pos),
                     _ => {
                         return Err(DomainError::Validation(
                             "before is not a message of this conversation".into(),
@@ -300,10 +581,16 @@ impl MessagingService {
                 }
             }
         };
+        let Some(conversation) = conversation else {
+            return Ok(wire::MessagePage {
+                messages: Vec::new(),
+                next_cursor: None,
+            });
+        };
         // One extra row tells whether older messages remain.
         let mut page = self
             .store
-            .conversation_page(me, other, before_pos, limit + 1)
+            .conversation_page(conversation, before_pos, up_to, limit + 1)
             .await?;
         let more = page.len() as i64 > limit;
         if more {
@@ -320,25 +607,146 @@ impl MessagingService {
         })
     }
 
-    /// Every conversation of `me`, most recent first.
-    pub async fn conversations(&self, me: UserId) -> Result<Vec<wire::Conversation>, DomainError> {
+    async fn view(&self, id: &str) -> Result<ConversationView, DomainError> {
+        self.store
+            .conversation_views(&[id.to_string()])
+            .await?
+            .remove(id)
+            .ok_or_else(|| DomainError::NotFound("conversation not found".into()))
+    }
+
+    /// A conversation `me` is a member of.
+    pub async fn get_conversation(
+        &self,
+        me: UserId,
+        conversation: &str,
+    ) -> Result<wire::ConversationInfo, DomainError> {
+        let id = Self::conversation_id(conversation)?;
+        let view = self.view(&id.as_string()).await?;
+        let me = me.as_string();
+        if view.member(&me).is_none_or(|m| m.removed_at.is_some()) {
+            return Err(not_a_member());
+        }
+        Ok(conversation_info(&view, &me))
+    }
+
+    /// `me`'s current conversations, most recent first, each with its last message and
+    /// `me`'s unread count; `before` is the previous page's `nextCursor`.
+    pub async fn list_conversations(
+        &self,
+        me: UserId,
+        before: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<wire::ConversationPage, DomainError> {
+        let limit = parse_limit(limit, DEFAULT_CONVERSATION_PAGE, MAX_CONVERSATION_PAGE)?;
         let viewer = me.as_string();
-        Ok(self
+        let before = match before.filter(|b| !b.is_empty()) {
+            None => None,
+            Some(b) => {
+                let id = Self::conversation_id(b)
+                    .map_err(|_| {
+                        DomainError::Validation("before must be a conversation id".into())
+                    })?
+                    .as_string();
+                let view = self
+                    .store
+                    .conversation_views(std::slice::from_ref(&id))
+                    .await?;
+                match view.get(&id).and_then(|v| v.member(&viewer)) {
+                    Some(m) => Some((m.last_pos, id)),
+                    None => {
+                        return Err(DomainError::Validation(
+                            "before is not one of your conversations".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let mut listed = self
             .store
-            .conversations(me)
+            .listed_conversations(&viewer, before, limit + 1)
+            .await?;
+        let more = listed.len() as i64 > limit;
+        listed.truncate(limit as usize);
+        let entries = self.summaries(&viewer, &listed).await?;
+        Ok(wire::ConversationPage {
+            next_cursor: if more {
+                listed.last().map(|l| l.conversation_id.clone())
+            } else {
+                None
+            },
+            conversations: entries
+                .into_iter()
+                .map(
+                    |(conversation, last_message, unread_count)| wire::ConversationSummary {
+                        conversation,
+                        last_message,
+                        unread_count,
+                    },
+                )
+                .collect(),
+        })
+    }
+
+    /// The conversations listed, with their last messages, in the listed order.
+    async fn summaries(
+        &self,
+        viewer: &str,
+        listed: &[crate::store::conversations::Listed],
+    ) -> Result<Vec<(wire::ConversationInfo, Option<wire::Message>, i64)>, DomainError> {
+        let ids: Vec<String> = listed.iter().map(|l| l.conversation_id.clone()).collect();
+        let views = self.store.conversation_views(&ids).await?;
+        let positions: Vec<i64> = listed
+            .iter()
+            .map(|l| l.last_pos)
+            .filter(|p| *p > 0)
+            .collect();
+        let last: HashMap<i64, StoredMessage> = self
+            .store
+            .messages_at(&positions)
             .await?
             .into_iter()
-            .map(|c| {
-                let msg = c.last.to_wire(&viewer);
-                let other_user = if msg.sender_id == viewer {
-                    msg.receiver.clone()
-                } else {
-                    msg.sender.clone()
+            .map(|m| (m.row.pos, m))
+            .collect();
+        Ok(listed
+            .iter()
+            .filter_map(|l| {
+                let view = views.get(&l.conversation_id)?;
+                Some((
+                    conversation_info(view, viewer),
+                    last.get(&l.last_pos).map(|m| m.to_wire(viewer)),
+                    l.unread,
+                ))
+            })
+            .collect())
+    }
+
+    /// Every conversation of `me`, most recent first (the brief's list: `otherUser` is the
+    /// other person of a direct conversation, `null` for a group).
+    pub async fn conversations(&self, me: UserId) -> Result<Vec<wire::Conversation>, DomainError> {
+        let viewer = me.as_string();
+        let listed = self
+            .store
+            .listed_conversations(&viewer, None, i64::MAX)
+            .await?;
+        Ok(self
+            .summaries(&viewer, &listed)
+            .await?
+            .into_iter()
+            .map(|(conversation, last_message, unread_count)| {
+                let other_user = match conversation.kind {
+                    wire::ConversationType::Direct => conversation
+                        .members
+                        .iter()
+                        .find(|m| m.user.id != viewer)
+                        .map(|m| m.user.clone()),
+                    wire::ConversationType::Group => None,
                 };
                 wire::Conversation {
                     other_user,
-                    last_message: msg,
-                    unread_count: c.unread,
+                    last_message,
+                    unread_count,
+                    conversation,
                 }
             })
             .collect())
@@ -395,7 +803,11 @@ impl MessagingService {
         }
         let has_more = changes.len() as i64 > limit;
         changes.truncate(limit as usize);
-        let mut ids: Vec<String> = changes.iter().map(|c| c.message_id.clone()).collect();
+        let mut ids: Vec<String> = changes
+            .iter()
+            .filter(|c| c.conversation_id.is_none())
+            .map(|c| c.message_id.clone())
+            .collect();
         ids.sort();
         ids.dedup();
         let messages: HashMap<String, StoredMessage> = self
@@ -405,23 +817,54 @@ impl MessagingService {
             .into_iter()
             .map(|m| (m.row.id.clone(), m))
             .collect();
+        let mut cids: Vec<String> = changes
+            .iter()
+            .filter_map(|c| c.conversation_id.clone())
+            .collect();
+        cids.sort();
+        cids.dedup();
+        let views = self.store.conversation_views(&cids).await?;
         let viewer = me.as_string();
         let mut events = Vec::with_capacity(changes.len());
         for c in &changes {
             let kind = ChangeType::parse(&c.kind).ok_or_else(|| {
                 DomainError::internal(anyhow::anyhow!("unknown change kind {}", c.kind))
             })?;
-            let message = messages.get(&c.message_id).ok_or_else(|| {
-                DomainError::internal(anyhow::anyhow!("change {} names a missing message", c.seq))
-            })?;
-            events.push(wire::SyncEvent {
-                seq: c.seq,
-                kind,
-                message_id: c.message_id.clone(),
-                at: iso(c.at),
-                user_id: c.actor_id.clone(),
-                message: message.to_wire(&viewer),
-            });
+            let event = match &c.conversation_id {
+                None => {
+                    let message = messages.get(&c.message_id).ok_or_else(|| {
+                        DomainError::internal(anyhow::anyhow!(
+                            "change {} names a missing message",
+                            c.seq
+                        ))
+                    })?;
+                    let mut wire_message = message.to_wire(&viewer);
+                    if kind == ChangeType::MessageCreated && wire_message.seq == 0 {
+                        wire_message.seq = c.seq;
+                    }
+                    wire::SyncEvent {
+                        seq: c.seq,
+                        kind,
+                        message_id: Some(c.message_id.clone()),
+                        conversation_id: wire_message.conversation_id.clone(),
+                        at: iso(c.at),
+                        user_id: c.actor_id.clone(),
+                        message: Some(wire_message),
+                        conversation: None,
+                    }
+                }
+                Some(cid) => wire::SyncEvent {
+                    seq: c.seq,
+                    kind,
+                    message_id: (!c.message_id.is_empty()).then(|| c.message_id.clone()),
+                    conversation_id: cid.clone(),
+                    at: iso(c.at),
+                    user_id: c.actor_id.clone(),
+                    message: None,
+                    conversation: views.get(cid).map(|v| conversation_info(v, &viewer)),
+                },
+            };
+            events.push(event);
         }
         Ok(wire::SyncPage {
             next_cursor: changes.last().map(|c| c.seq).unwrap_or(since),
@@ -471,6 +914,7 @@ impl MessagingService {
             payload: Payload::Typing(UserTyping {
                 user_id: from.as_string(),
                 is_typing,
+                conversation_id: None,
             }),
             to_origin: true,
         }
@@ -543,16 +987,76 @@ impl MessagingService {
     ) -> Result<Vec<(String, String)>, DomainError> {
         let id = MessageId::parse(message)?;
         let me = me.as_string();
-        match self.store.message_place(id).await? {
-            Some(p) if p.sender_id == me || p.receiver_id == me => Ok(self
-                .store
-                .edit_history(id)
-                .await?
-                .into_iter()
-                .map(|(content, at)| (content, iso(at)))
-                .collect()),
-            _ => Err(DomainError::NotFound("message not found".into())),
+        let Some(place) = self.store.message_place(id).await? else {
+            return Err(DomainError::NotFound("message not found".into()));
+        };
+        let views = self
+            .store
+            .conversation_views(std::slice::from_ref(&place.conversation_id))
+            .await?;
+        let visible = views
+            .get(&place.conversation_id)
+            .and_then(|v| v.member(&me))
+            .is_some_and(|m| m.removed_at.is_none() || place.pos <= m.last_pos);
+        if !visible {
+            return Err(DomainError::NotFound("message not found".into()));
         }
+        Ok(self
+            .store
+            .edit_history(id)
+            .await?
+            .into_iter()
+            .map(|(content, at)| (content, iso(at)))
+            .collect())
+    }
+
+    /// The other current members of a group `from` types in (403 for a non-member), and
+    /// the group's id. Forwarded starts take from `from`'s typing budget.
+    pub async fn group_typing_audience(
+        &self,
+        from: UserId,
+        conversation: &str,
+        forwarded_start: bool,
+    ) -> Result<(String, Vec<String>), DomainError> {
+        let id = ConversationId::parse(conversation)
+            .map_err(|_| DomainError::Validation("conversationId must be a UUID".into()))?
+            .as_string();
+        if forwarded_start {
+            Budgets::take(&self.budgets.typing, from, "typing")?;
+        }
+        let view = self.view(&id).await?;
+        let me = from.as_string();
+        if view.member(&me).is_none_or(|m| m.removed_at.is_some()) {
+            return Err(not_a_member());
+        }
+        let others = view
+            .current()
+            .filter(|m| m.user_id != me)
+            .map(|m| m.user_id.clone())
+            .collect();
+        Ok((id, others))
+    }
+
+    /// `USER_TYPING {userId, isTyping, conversationId}` for each of `to`.
+    pub fn group_typing_notifications(
+        &self,
+        from: UserId,
+        conversation: &str,
+        to: &[String],
+        is_typing: bool,
+    ) -> Vec<Notification> {
+        to.iter()
+            .map(|user| Notification {
+                user_id: user.clone(),
+                event: events::USER_TYPING,
+                payload: Payload::Typing(UserTyping {
+                    user_id: from.as_string(),
+                    is_typing,
+                    conversation_id: Some(conversation.to_string()),
+                }),
+                to_origin: true,
+            })
+            .collect()
     }
 }
 
@@ -566,6 +1070,83 @@ fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, DomainE
             .ok_or_else(|| {
                 DomainError::Validation(format!("limit must be an integer from 1 to {max}"))
             }),
+    }
+}
+
+fn not_a_member() -> DomainError {
+    DomainError::Forbidden("you are not a member of this conversation".into())
+}
+
+fn role(r: &str) -> wire::MemberRole {
+    if r == "admin" {
+        wire::MemberRole::Admin
+    } else {
+        wire::MemberRole::Member
+    }
+}
+
+fn kind(k: &str) -> wire::ConversationType {
+    if k == "group" {
+        wire::ConversationType::Group
+    } else {
+        wire::ConversationType::Direct
+    }
+}
+
+/// The wire shape of a conversation as `viewer` may see it: its current members, or none
+/// for a former member (who is told of nothing after the removal).
+pub fn conversation_info(view: &ConversationView, viewer: &str) -> wire::ConversationInfo {
+    let former = view.member(viewer).is_none_or(|m| m.removed_at.is_some());
+    wire::ConversationInfo {
+        id: view.id.clone(),
+        kind: kind(&view.kind),
+        title: view.title.clone(),
+        members: if former {
+            Vec::new()
+        } else {
+            view.current()
+                .map(|m| wire::ConversationMember {
+                    user: wire::User {
+                        id: m.user_id.clone(),
+                        name: m.name.clone(),
+                        email: m.email.clone(),
+                    },
+                    role: role(&m.role),
+                    joined_at: iso(m.joined_at),
+                })
+                .collect()
+        },
+        created_at: iso(view.created_at),
+    }
+}
+
+/// The same from the writer's state, with the names of the locked users.
+pub(crate) fn conversation_info_from_state(
+    c: &crate::store::writes::ConversationState,
+    users: &std::collections::BTreeMap<String, crate::store::writes::LockedUser>,
+) -> wire::ConversationInfo {
+    wire::ConversationInfo {
+        id: c.id.clone(),
+        kind: kind(&c.kind),
+        title: c.title.clone(),
+        members: c
+            .members
+            .iter()
+            .filter(|m| m.removed_at.is_none())
+            .map(|m| {
+                let u = users.get(&m.user_id);
+                wire::ConversationMember {
+                    user: wire::User {
+                        id: m.user_id.clone(),
+                        name: u.map(|u| u.name.clone()).unwrap_or_default(),
+                        email: u.map(|u| u.email.clone()).unwrap_or_default(),
+                    },
+                    role: role(&m.role),
+                    joined_at: iso(m.joined_at),
+                }
+            })
+            .collect(),
+        created_at: iso(c.created_at),
     }
 }
 

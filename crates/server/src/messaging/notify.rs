@@ -5,8 +5,8 @@
 
 use nexus_protocol as wire;
 use nexus_protocol::events::{
-    self, DeliveredUpdate, IncomingMessage, MessageDeleted, MessageEdited, MessageSent,
-    PresenceUpdate, ReadUpdate, UserTyping, DELETED_CONTENT,
+    self, ConversationRead, ConversationUpdated, DeliveredUpdate, IncomingMessage, MessageDeleted,
+    MessageEdited, MessageSent, PresenceUpdate, ReadUpdate, UserTyping, DELETED_CONTENT,
 };
 use serde_json::Value;
 
@@ -26,6 +26,8 @@ pub enum Payload {
     Presence(PresenceUpdate),
     Typing(UserTyping),
     Forced(events::ForceDisconnect),
+    Conversation(Box<ConversationUpdated>),
+    ConversationRead(ConversationRead),
 }
 
 /// One event for every socket of one user.
@@ -77,91 +79,73 @@ impl Outcome {
                     return Vec::new();
                 };
                 let r = &message.row;
-                let incoming = |viewer: &str| {
+                let incoming = |viewer: &str, seq: i64| {
+                    let mut m = message.to_wire(viewer);
+                    m.seq = seq;
                     Payload::Message(Box::new(IncomingMessage {
-                        message: message.to_wire(viewer),
+                        message: m,
                         temp_id: r.client_message_id.clone(),
                     }))
                 };
-                vec![
-                    note(
-                        &r.receiver_id,
-                        events::NEW_MESSAGE,
-                        incoming(&r.receiver_id),
-                        true,
-                    ),
-                    note(
-                        &r.sender_id,
-                        events::NEW_MESSAGE,
-                        incoming(&r.sender_id),
-                        false,
-                    ),
-                ]
+                let mut notes: Vec<Notification> = sent
+                    .audience
+                    .iter()
+                    .map(|(user, seq)| note(user, events::NEW_MESSAGE, incoming(user, *seq), true))
+                    .collect();
+                notes.push(note(
+                    &r.sender_id,
+                    events::NEW_MESSAGE,
+                    incoming(&r.sender_id, sent.sender_seq),
+                    false,
+                ));
+                notes
             }
             Outcome::Edited {
                 message_id,
-                sender_id,
-                receiver_id,
                 content,
                 edited_at,
-                seqs,
-            } => {
-                let payload = |seq| {
-                    Payload::Edited(MessageEdited {
-                        id: message_id.clone(),
-                        content: content.clone(),
-                        is_edited: true,
-                        edited_at: iso(*edited_at),
-                        timestamp: iso(*edited_at),
-                        seq,
-                    })
-                };
-                vec![
+                audience,
+                ..
+            } => audience
+                .iter()
+                .map(|(user, seq)| {
                     note(
-                        sender_id,
+                        user,
                         events::MESSAGE_EDITED,
-                        payload(seqs.sender),
+                        Payload::Edited(MessageEdited {
+                            id: message_id.clone(),
+                            content: content.clone(),
+                            is_edited: true,
+                            edited_at: iso(*edited_at),
+                            timestamp: iso(*edited_at),
+                            seq: *seq,
+                        }),
                         true,
-                    ),
-                    note(
-                        receiver_id,
-                        events::MESSAGE_EDITED,
-                        payload(seqs.receiver),
-                        true,
-                    ),
-                ]
-            }
+                    )
+                })
+                .collect(),
             Outcome::Deleted {
                 message_id,
-                sender_id,
-                receiver_id,
                 deleted_at,
-                seqs,
-            } => {
-                let payload = |seq| {
-                    Payload::Deleted(MessageDeleted {
-                        id: message_id.clone(),
-                        deleted_at: iso(*deleted_at),
-                        content: DELETED_CONTENT.to_string(),
-                        timestamp: iso(*deleted_at),
-                        seq,
-                    })
-                };
-                vec![
+                audience,
+                ..
+            } => audience
+                .iter()
+                .map(|(user, seq)| {
                     note(
-                        sender_id,
+                        user,
                         events::MESSAGE_DELETED,
-                        payload(seqs.sender),
+                        Payload::Deleted(MessageDeleted {
+                            id: message_id.clone(),
+                            deleted_at: iso(*deleted_at),
+                            content: DELETED_CONTENT.to_string(),
+                            timestamp: iso(*deleted_at),
+                            seq: *seq,
+                        }),
                         true,
-                    ),
-                    note(
-                        receiver_id,
-                        events::MESSAGE_DELETED,
-                        payload(seqs.receiver),
-                        true,
-                    ),
-                ]
-            }
+                    )
+                })
+                .collect(),
             Outcome::Receipt { seqs: None, .. } => Vec::new(),
             Outcome::Receipt {
                 kind,
@@ -170,18 +154,74 @@ impl Outcome {
                 receiver_id,
                 at,
                 seqs: Some(seqs),
+                ..
             } => {
                 let event = match kind {
                     ReceiptKind::Delivered => events::MESSAGE_DELIVERED_UPDATE,
                     ReceiptKind::Read => events::MESSAGE_READ_UPDATE,
                 };
                 // The sender is told; the receiver's sockets hear it too, so their other
-                // devices clear the unread mark and their `seq` stream has no hole.
+                // devices clear the unread mark and their `seq` stream has no hole. A
+                // sender no longer in the group (no number) is not told.
                 let payload = |seq| receipt_payload(*kind, message_id, receiver_id, *at, seq);
-                vec![
-                    note(sender_id, event, payload(seqs.sender), true),
-                    note(receiver_id, event, payload(seqs.receiver), true),
-                ]
+                let mut notes = Vec::new();
+                if seqs.sender > 0 {
+                    notes.push(note(sender_id, event, payload(seqs.sender), true));
+                }
+                notes.push(note(receiver_id, event, payload(seqs.receiver), true));
+                notes
+            }
+            Outcome::Conversation(change) => {
+                let Some(info) = &change.info else {
+                    return Vec::new();
+                };
+                change
+                    .audience
+                    .iter()
+                    .map(|(user, seq)| {
+                        note(
+                            user,
+                            events::CONVERSATION_UPDATED,
+                            Payload::Conversation(Box::new(ConversationUpdated {
+                                conversation: info.clone(),
+                                change: change.kind,
+                                seq: *seq,
+                            })),
+                            true,
+                        )
+                    })
+                    .collect()
+            }
+            Outcome::MarkedRead(read) => {
+                let Some(seq) = read.reader_seq else {
+                    return Vec::new();
+                };
+                let mut notes: Vec<Notification> = read
+                    .marked
+                    .iter()
+                    .filter_map(|(message_id, sender, sender_seq)| {
+                        let seq = (*sender_seq)?;
+                        Some(note(
+                            sender,
+                            events::MESSAGE_READ_UPDATE,
+                            receipt_payload(
+                                ReceiptKind::Read,
+                                message_id,
+                                &read.reader,
+                                read.at,
+                                seq,
+                            ),
+                            true,
+                        ))
+                    })
+                    .collect();
+                notes.push(note(
+                    &read.reader,
+                    events::CONVERSATION_READ,
+                    Payload::ConversationRead(conversation_read(read, seq)),
+                    false,
+                ));
+                notes
             }
         }
     }
@@ -193,13 +233,16 @@ impl Outcome {
             Outcome::Sent(Sent {
                 message: Some(message),
                 duplicate: false,
+                audience,
                 ..
-            }) => UserId::parse(&message.row.receiver_id)
-                .map(|recipient| PushRequest {
-                    recipient,
-                    message: message.to_wire(&message.row.receiver_id),
+            }) => audience
+                .iter()
+                .filter_map(|(user, _)| {
+                    Some(PushRequest {
+                        recipient: UserId::parse(user).ok()?,
+                        message: message.to_wire(user),
+                    })
                 })
-                .into_iter()
                 .collect(),
             _ => Vec::new(),
         }
@@ -209,6 +252,12 @@ impl Outcome {
     pub fn actor_payload(&self) -> Value {
         match self {
             Outcome::Sent(sent) => to_value(&sent.ack()),
+            Outcome::Conversation(change) => {
+                change.info.as_ref().map(to_value).unwrap_or(Value::Null)
+            }
+            Outcome::MarkedRead(read) => {
+                to_value(&conversation_read(read, read.reader_seq.unwrap_or(0)))
+            }
             Outcome::Edited { .. } | Outcome::Deleted { .. } => self
                 .notifications()
                 .into_iter()
@@ -230,6 +279,17 @@ impl Outcome {
                 seqs.map(|s| s.receiver).unwrap_or(0),
             )),
         }
+    }
+}
+
+fn conversation_read(read: &super::MarkedRead, seq: i64) -> ConversationRead {
+    ConversationRead {
+        conversation_id: read.conversation_id.clone(),
+        user_id: read.reader.clone(),
+        up_to_message_id: read.up_to.clone(),
+        read_at: iso(read.at),
+        marked: read.marked.len() as i64,
+        seq,
     }
 }
 

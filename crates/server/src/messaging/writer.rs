@@ -30,7 +30,8 @@ use nexus_protocol::events::DELETED_CONTENT;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::rules::{participants, plan, Snapshot};
+use super::conversation_info_from_state;
+use super::rules::{conversation_of, pair, participants, plan, Snapshot};
 use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
@@ -367,27 +368,80 @@ async fn apply_batch(
     conn: &mut WriteConnection,
     cmds: &[&Command],
 ) -> Result<Applied, StoreError> {
+    // A pair's first messages, sent by both at once through two workers (PostgreSQL), may
+    // both find no conversation yet; the second learns of the first's under the counters'
+    // locks and starts again (then it finds it).
+    for _ in 0..3 {
+        if let Some(applied) = try_apply(store, conn, cmds).await? {
+            return Ok(applied);
+        }
+    }
+    Err(StoreError::Conflict)
+}
+
+/// [`apply_batch`] once; `None` when a direct conversation it was to create appeared
+/// meanwhile (rolled back).
+async fn try_apply(
+    store: &Store,
+    conn: &mut WriteConnection,
+    cmds: &[&Command],
+) -> Result<Option<Applied>, StoreError> {
     let mut tx = conn.begin().await?;
 
-    // The messages edits, deletes and receipts name: their parties never change, so they
-    // can be read before the locks to learn whose counters to take.
+    // The messages edits, deletes, receipts and read marks name: their conversation and
+    // sender never change, so they can be read before the locks to learn what to lock.
     let mut named: Vec<String> = cmds
         .iter()
         .filter_map(|c| match c {
-            Command::Send { .. } => None,
             Command::Edit { message, .. }
             | Command::Delete { message, .. }
             | Command::Receipt { message, .. } => Some(message.as_string()),
+            Command::MarkRead { up_to, .. } => Some(up_to.as_string()),
+            _ => None,
         })
         .collect();
     named.sort();
     named.dedup();
-    let before_lock = tx.message_states(&named).await?;
-    let users = cmds.iter().flat_map(|c| participants(c, &before_lock));
+    let before_lock = if named.is_empty() {
+        HashMap::new()
+    } else {
+        tx.message_states(&named).await?
+    };
+    // Sends to a person: their pair's direct conversation, if it exists yet.
+    let mut pairs: Vec<(String, String)> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send {
+                sender, receiver, ..
+            } if sender != receiver => Some(pair(&sender.as_string(), &receiver.as_string())),
+            _ => None,
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let directs = if pairs.is_empty() {
+        HashMap::new()
+    } else {
+        tx.direct_conversations(&pairs).await?
+    };
+    // Conversations first, then counters, each in sorted order (see `lock_conversations`).
+    let conversation_ids = cmds
+        .iter()
+        .filter_map(|c| conversation_of(c, &before_lock))
+        .chain(directs.values().cloned());
+    let conversations = tx.lock_conversations(conversation_ids).await?;
+    let users = cmds
+        .iter()
+        .flat_map(|c| participants(c, &before_lock, &conversations));
     let client_ids: Vec<(String, String)> = cmds
         .iter()
         .filter_map(|c| match c {
             Command::Send {
+                sender,
+                client_message_id: Some(cid),
+                ..
+            }
+            | Command::Post {
                 sender,
                 client_message_id: Some(cid),
                 ..
@@ -398,6 +452,14 @@ async fn apply_batch(
     // The counters under lock and the sends already stored under these tempIds (one round
     // trip on PostgreSQL).
     let (locked, by_client_id) = tx.lock_and_load(users, &client_ids).await?;
+    let missing: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|p| !directs.contains_key(*p))
+        .cloned()
+        .collect();
+    if !missing.is_empty() && !tx.direct_conversations(&missing).await?.is_empty() {
+        return Ok(None);
+    }
 
     // Under the locks nobody else changes these users' messages: read their state now.
     let mut snapshot = Snapshot {
@@ -408,17 +470,53 @@ async fn apply_batch(
             tx.message_states(&named).await?
         },
         by_client_id,
+        conversations,
+        directs,
         ..Default::default()
     };
     let receipt_ids: Vec<String> = cmds
         .iter()
         .filter_map(|c| match c {
-            Command::Receipt { message, .. } => Some(message.as_string()),
+            Command::Receipt { message, .. } | Command::Delete { message, .. } => {
+                Some(message.as_string())
+            }
             _ => None,
         })
         .collect();
     if !receipt_ids.is_empty() {
         snapshot.receipts = tx.receipts_of(&receipt_ids).await?;
+    }
+    // Read marks: what each reader has not read up to the mark.
+    for c in cmds {
+        let Command::MarkRead {
+            actor,
+            conversation,
+            up_to,
+        } = c
+        else {
+            continue;
+        };
+        let (cid, reader) = (conversation.as_string(), actor.as_string());
+        let Some(up) = snapshot.messages.get(&up_to.as_string()) else {
+            continue;
+        };
+        let Some(member) = snapshot
+            .conversations
+            .get(&cid)
+            .and_then(|c| c.current(&reader))
+        else {
+            continue;
+        };
+        if up.conversation_id != cid || up.pos <= member.read_up_to_pos {
+            continue;
+        }
+        let (after, up_pos) = (member.read_up_to_pos, up.pos);
+        let unread = tx.unread_between(&cid, &reader, after, up_pos).await?;
+        let ids = unread.iter().map(|m| m.id.clone()).collect();
+        for m in unread {
+            snapshot.messages.entry(m.id.clone()).or_insert(m);
+        }
+        snapshot.unread.insert((cid, reader), ids);
     }
 
     let now = now_ms();
@@ -440,6 +538,8 @@ async fn apply_batch(
         .collect();
     let positions = tx
         .write(&Writes {
+            conversations: &writes.conversations,
+            members: &writes.members,
             messages: &writes.messages,
             changes: &writes.changes,
             edits: &writes.edits,
@@ -479,18 +579,24 @@ async fn apply_batch(
         }
     };
     for r in results.iter_mut() {
-        if let Ok(Outcome::Sent(s)) = r {
-            s.message = match new.get(s.message_id.as_str()) {
-                Some(m) => stored_message(m, &locked, &positions),
-                None => loaded
-                    .get(&s.message_id)
-                    .cloned()
-                    .or_else(|| as_first_stored(&snapshot, &s.message_id, &locked)),
+        match r {
+            Ok(Outcome::Sent(s)) => {
+                s.message = match new.get(s.message_id.as_str()) {
+                    Some(m) => stored_message(m, &locked, &positions),
+                    None => loaded
+                        .get(&s.message_id)
+                        .cloned()
+                        .or_else(|| as_first_stored(&snapshot, &s.message_id, &locked)),
+                }
+                .map(Box::new);
             }
-            .map(Box::new);
+            Ok(Outcome::Conversation(change)) => {
+                change.info = Some(conversation_info_from_state(&change.conversation, &locked));
+            }
+            _ => {}
         }
     }
-    Ok((results, commit))
+    Ok(Some((results, commit)))
 }
 
 /// A retried send's message when it could not be loaded after the commit: as the batch read
@@ -502,7 +608,11 @@ fn as_first_stored(
     users: &BTreeMap<String, LockedUser>,
 ) -> Option<StoredMessage> {
     let state = snapshot.by_client_id.values().find(|m| m.id == id)?;
-    let (sender, receiver) = (users.get(&state.sender_id)?, users.get(&state.receiver_id)?);
+    let sender = users.get(&state.sender_id)?;
+    let receiver = match &state.receiver_id {
+        Some(r) => Some(users.get(r)?),
+        None => None,
+    };
     let client_message_id = snapshot
         .by_client_id
         .iter()
@@ -512,6 +622,7 @@ fn as_first_stored(
         row: MessageRow {
             pos: 0,
             id: state.id.clone(),
+            conversation_id: state.conversation_id.clone(),
             sender_id: state.sender_id.clone(),
             receiver_id: state.receiver_id.clone(),
             content: state.content.clone(),
@@ -525,8 +636,8 @@ fn as_first_stored(
             receiver_seq: 0,
             sender_name: sender.name.clone(),
             sender_email: sender.email.clone(),
-            receiver_name: receiver.name.clone(),
-            receiver_email: receiver.email.clone(),
+            receiver_name: receiver.map(|r| r.name.clone()),
+            receiver_email: receiver.map(|r| r.email.clone()),
         },
         reads: Vec::new(),
         deliveries: Vec::new(),
@@ -539,11 +650,16 @@ fn stored_message(
     users: &BTreeMap<String, LockedUser>,
     positions: &HashMap<String, i64>,
 ) -> Option<StoredMessage> {
-    let (sender, receiver) = (users.get(&m.sender_id)?, users.get(&m.receiver_id)?);
+    let sender = users.get(&m.sender_id)?;
+    let receiver = match &m.receiver_id {
+        Some(r) => Some(users.get(r)?),
+        None => None,
+    };
     Some(StoredMessage {
         row: MessageRow {
             pos: *positions.get(&m.id)?,
             id: m.id.clone(),
+            conversation_id: m.conversation_id.clone(),
             sender_id: m.sender_id.clone(),
             receiver_id: m.receiver_id.clone(),
             content: m.content.clone(),
@@ -557,8 +673,8 @@ fn stored_message(
             receiver_seq: m.receiver_seq,
             sender_name: sender.name.clone(),
             sender_email: sender.email.clone(),
-            receiver_name: receiver.name.clone(),
-            receiver_email: receiver.email.clone(),
+            receiver_name: receiver.map(|r| r.name.clone()),
+            receiver_email: receiver.map(|r| r.email.clone()),
         },
         reads: Vec::new(),
         deliveries: Vec::new(),

@@ -237,7 +237,9 @@ impl PushQueue for Push {
             sender_name: m.sender.name.clone(),
             content: m.content.clone(),
             is_encrypted: m.is_encrypted,
-            conversation_id: None,
+            // A group gets a notification tag of its own; a direct conversation keeps the
+            // sender's.
+            conversation_id: m.receiver_id.is_none().then(|| m.conversation_id.clone()),
         };
         Push::offer(self, request.recipient, &message);
     }

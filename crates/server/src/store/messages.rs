@@ -15,24 +15,18 @@ pub struct ChangeRow {
     pub seq: i64,
     pub kind: String,
     pub message_id: String,
+    pub conversation_id: Option<String>,
     pub actor_id: String,
     pub at: Millis,
 }
 
-/// One conversation of a user: the other party, the last message, how many unread.
-#[derive(Debug, Clone)]
-pub struct ConversationRow {
-    pub other_id: String,
-    pub last: StoredMessage,
-    pub unread: i64,
-}
-
-/// Where a message sits: its history position and its two parties (which never change).
+/// Where a message sits: its history position, its conversation and its sender (which
+/// never change).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessagePlace {
     pub pos: i64,
+    pub conversation_id: String,
     pub sender_id: String,
-    pub receiver_id: String,
 }
 
 /// Loads the messages with the given ids (any order; missing ids are skipped), receipts
@@ -103,7 +97,7 @@ async fn with_receipts(
 impl Store {
     pub async fn message_place(&self, id: MessageId) -> Result<Option<MessagePlace>, StoreError> {
         let place =
-            sqlx::query_as("SELECT pos, sender_id, receiver_id FROM messages WHERE id = $1")
+            sqlx::query_as("SELECT pos, conversation_id, sender_id FROM messages WHERE id = $1")
                 .bind(id.as_string())
                 .fetch_optional(&self.read)
                 .await?;
@@ -130,25 +124,24 @@ impl Store {
         messages_by_ids(&mut conn, self.backend, ids).await
     }
 
-    /// Up to `limit` messages between `me` and `other` older than position `before`
-    /// (newest first from the database, returned oldest first).
+    /// Up to `limit` messages of `conversation` older than position `before` and not
+    /// after `up_to` (newest first from the database, returned oldest first).
     pub async fn conversation_page(
         &self,
-        me: UserId,
-        other: UserId,
+        conversation: &str,
         before: Option<i64>,
+        up_to: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let sql = format!(
-            "{MESSAGE_SELECT} WHERE ((m.sender_id = $1 AND m.receiver_id = $2) \
-             OR (m.sender_id = $2 AND m.receiver_id = $1)) AND m.pos < $3 \
+            "{MESSAGE_SELECT} WHERE m.conversation_id = $1 AND m.pos < $2 AND m.pos <= $3 \
              ORDER BY m.pos DESC LIMIT $4"
         );
         let mut conn = self.read.acquire().await?;
         let mut rows = sqlx::query_as::<_, MessageRow>(&sql)
-            .bind(me.as_string())
-            .bind(other.as_string())
+            .bind(conversation)
             .bind(before.unwrap_or(i64::MAX))
+            .bind(up_to.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
@@ -158,64 +151,29 @@ impl Store {
         Ok(page)
     }
 
-    /// Every conversation of `me`, most recent first.
-    pub async fn conversations(&self, me: UserId) -> Result<Vec<ConversationRow>, StoreError> {
-        let me = me.as_string();
-        let mut conn = self.read.acquire().await?;
-        let last: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT other_id, last_pos FROM conversations WHERE user_id = $1 \
-             ORDER BY last_pos DESC",
-        )
-        .bind(&me)
-        .fetch_all(&mut *conn)
-        .await?;
-        // Per conversation, through messages_by_pair (there is no index by receiver).
-        let unread: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-            "SELECT c.other_id, (SELECT COUNT(*) FROM messages m \
-               WHERE m.sender_id = c.other_id AND m.receiver_id = $1 \
-               AND m.deleted_at IS NULL AND NOT EXISTS ( \
-                 SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $1)) \
-             FROM conversations c WHERE c.user_id = $1",
-        )
-        .bind(&me)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-        if last.is_empty() {
-            self.settled().await;
+    /// Messages at these positions, receipts included.
+    pub async fn messages_at(&self, positions: &[i64]) -> Result<Vec<StoredMessage>, StoreError> {
+        if positions.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
             "{MESSAGE_SELECT} WHERE m.pos IN ({}) ORDER BY m.pos DESC",
-            self.backend.params(1, last.len())
+            self.backend.params(1, positions.len())
         );
+        let mut conn = self.read.acquire().await?;
         let mut q = sqlx::query_as::<_, MessageRow>(&sql);
-        for (_, pos) in &last {
+        for pos in positions {
             q = q.bind(*pos);
         }
         let rows = q.fetch_all(&mut *conn).await?;
         let messages = with_receipts(&mut conn, self.backend, rows).await?;
         self.settled().await;
-        Ok(messages
-            .into_iter()
-            .map(|m| {
-                let other_id = if m.row.sender_id == me {
-                    m.row.receiver_id.clone()
-                } else {
-                    m.row.sender_id.clone()
-                };
-                ConversationRow {
-                    unread: unread.get(&other_id).copied().unwrap_or(0),
-                    other_id,
-                    last: m,
-                }
-            })
-            .collect())
+        Ok(messages)
     }
 
-    /// The brief's catch-up: messages of `me` created, edited, deleted or read (by either
-    /// party) after `since`, in history order, at most `limit`.
+    /// The brief's catch-up: messages of `me` created, edited, deleted or read (by anyone)
+    /// after `since`, in history order, at most `limit`: those of the conversations `me` is
+    /// a member of (a former member's up to the removal).
     pub async fn messages_changed_since(
         &self,
         me: UserId,
@@ -223,8 +181,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let sql = format!(
-            "{MESSAGE_SELECT} WHERE (m.sender_id = $1 OR (m.receiver_id = $1 AND m.sender_id IN ( \
-               SELECT other_id FROM conversations WHERE user_id = $1))) AND ( \
+            "{MESSAGE_SELECT} JOIN conversation_members cm ON cm.conversation_id = m.conversation_id \
+             AND cm.user_id = $1 \
+             WHERE (cm.removed_at IS NULL OR m.pos <= cm.last_pos) AND ( \
                m.created_at > $2 OR m.edited_at > $2 OR m.deleted_at > $2 \
                OR EXISTS (SELECT 1 FROM read_receipts rr \
                           WHERE rr.message_id = m.id AND rr.read_at > $2)) \
@@ -250,7 +209,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ChangeRow>, StoreError> {
         let changes = sqlx::query_as(
-            "SELECT seq, kind, message_id, actor_id, at FROM changes \
+            "SELECT seq, kind, message_id, conversation_id, actor_id, at FROM changes \
              WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(me.as_string())
@@ -262,12 +221,17 @@ impl Store {
         Ok(changes)
     }
 
-    /// The users `me` shares a conversation with.
+    /// The users `me` shares a conversation with (both members now).
     pub async fn partners(&self, me: UserId) -> Result<Vec<String>, StoreError> {
-        let partners = sqlx::query_scalar("SELECT other_id FROM conversations WHERE user_id = $1")
-            .bind(me.as_string())
-            .fetch_all(&self.read)
-            .await?;
+        let partners = sqlx::query_scalar(
+            "SELECT DISTINCT o.user_id FROM conversation_members mine \
+             JOIN conversation_members o ON o.conversation_id = mine.conversation_id \
+             WHERE mine.user_id = $1 AND mine.removed_at IS NULL \
+               AND o.removed_at IS NULL AND o.user_id <> $1",
+        )
+        .bind(me.as_string())
+        .fetch_all(&self.read)
+        .await?;
         self.settled().await;
         Ok(partners)
     }

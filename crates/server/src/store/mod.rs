@@ -18,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub mod conversations;
 mod devices;
 pub mod durable;
 mod messages;
@@ -622,6 +623,8 @@ mod tests {
         tx.lock_users([user.as_string()]).await.unwrap();
         let counters = BTreeMap::from([(user.as_string(), seq)]);
         tx.write(&Writes {
+            conversations: &[],
+            members: &[],
             messages: &[],
             changes: &[],
             edits: &[],

@@ -19,7 +19,11 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::writes::{LockedUser, MessageState, ReceiptTable, Writes, STATE_AND_HISTORY_COLUMNS};
+use super::writes::{
+    attach_members, conversation_from, member_from, ConversationState, LockedUser, MessageState,
+    ReceiptTable, Writes, CONVERSATION_COLUMNS, MEMBER_COLUMNS, STATE_AND_HISTORY_COLUMNS,
+    STATE_COLUMNS,
+};
 use super::StoreError;
 use crate::clock::Millis;
 
@@ -52,7 +56,7 @@ WITH locked AS (
     FOR UPDATE OF c
 ), known AS (
     SELECT m.id, m.sender_id, m.receiver_id, m.content, m.created_at, m.deleted_at,
-           m.sender_seq, m.client_message_id
+           m.sender_seq, m.client_message_id, m.conversation_id, m.pos
     FROM unnest($2::text[], $3::text[]) AS k (sender_id, client_message_id)
     CROSS JOIN LATERAL (
         SELECT * FROM messages m
@@ -62,11 +66,11 @@ WITH locked AS (
 )
 SELECT 'u' AS what, user_id AS id, seq, name, email, NULL::text AS receiver_id,
        NULL::text AS content, NULL::int8 AS created_at, NULL::int8 AS deleted_at,
-       NULL::text AS client_message_id
+       NULL::text AS client_message_id, NULL::text AS conversation_id, NULL::int8 AS pos
 FROM locked
 UNION ALL
 SELECT 'm', id, sender_seq, sender_id, NULL, receiver_id, content, created_at, deleted_at,
-       client_message_id
+       client_message_id, conversation_id, pos
 FROM known";
 
 type LoadRow = (
@@ -80,6 +84,8 @@ type LoadRow = (
     Option<Millis>,
     Option<Millis>,
     Option<String>,
+    Option<String>,
+    Option<i64>,
 );
 
 /// Messages, conversations, change log and counters of a batch in one statement. A
@@ -87,24 +93,36 @@ type LoadRow = (
 /// computed from the inserted rows; positions are assigned in the order of the rows.
 const WRITE: &str = "\
 WITH m AS (
-    INSERT INTO messages (id, sender_id, receiver_id, content, created_at, client_message_id,
-                          sender_seq, receiver_seq)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                         $6::text[], $7::int8[], $8::int8[])
-    RETURNING id, sender_id, receiver_id, pos
+    INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, created_at,
+                          client_message_id, sender_seq, receiver_seq)
+    SELECT * FROM unnest($1::text[], $17::text[], $2::text[], $3::text[], $4::text[],
+                         $5::int8[], $6::text[], $7::int8[], $8::int8[])
+    RETURNING id, pos
 ), conv AS (
-    INSERT INTO conversations (user_id, other_id, last_pos)
-    SELECT user_id, other_id, max(pos) FROM (
-        SELECT sender_id, receiver_id, pos FROM m
-        UNION ALL
-        SELECT receiver_id, sender_id, pos FROM m
-    ) AS t (user_id, other_id, pos)
-    GROUP BY user_id, other_id
-    ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos
+    INSERT INTO conversations (id, kind, title, user_lo, user_hi, created_at, last_pos)
+    SELECT c.id, c.kind, c.title, c.lo, c.hi, c.created_at, COALESCE(m.pos, c.last_pos)
+    FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::int8[],
+                $24::int8[], $25::text[])
+         AS c (id, kind, title, lo, hi, created_at, last_pos, last_message)
+    LEFT JOIN m ON m.id = c.last_message
+    ON CONFLICT (id) DO UPDATE SET title = excluded.title, last_pos = excluded.last_pos
+), mem AS (
+    INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, last_pos,
+                                      read_up_to_pos, unread, removed_at)
+    SELECT x.cid, x.uid, x.role, x.joined_at, COALESCE(m.pos, x.last_pos), x.read_up_to,
+           x.unread, x.removed_at
+    FROM unnest($26::text[], $27::text[], $28::text[], $29::int8[], $30::int8[], $31::text[],
+                $32::int8[], $33::int8[], $34::int8[])
+         AS x (cid, uid, role, joined_at, last_pos, last_message, read_up_to, unread, removed_at)
+    LEFT JOIN m ON m.id = x.last_message
+    ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role,
+        joined_at = excluded.joined_at, last_pos = excluded.last_pos,
+        read_up_to_pos = excluded.read_up_to_pos, unread = excluded.unread,
+        removed_at = excluded.removed_at
 ), ch AS (
-    INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at)
-    SELECT * FROM unnest($9::text[], $10::int8[], $11::text[], $12::text[], $13::text[],
-                         $14::int8[])
+    INSERT INTO changes (user_id, seq, kind, message_id, conversation_id, actor_id, at)
+    SELECT * FROM unnest($9::text[], $10::int8[], $11::text[], $12::text[], $35::text[],
+                         $13::text[], $14::int8[])
 ), counters AS (
     INSERT INTO user_seqs (user_id, seq)
     SELECT * FROM unnest($15::text[], $16::int8[])
@@ -138,7 +156,20 @@ impl PgTx<'_> {
             .await?;
         let mut locked = BTreeMap::new();
         let mut known = HashMap::new();
-        for (what, id, seq, name_or_sender, email, receiver, content, created, deleted, cid) in rows
+        for (
+            what,
+            id,
+            seq,
+            name_or_sender,
+            email,
+            receiver,
+            content,
+            created,
+            deleted,
+            cid,
+            conversation,
+            pos,
+        ) in rows
         {
             if what == "u" {
                 locked.insert(
@@ -157,11 +188,13 @@ impl PgTx<'_> {
                 MessageState {
                     id,
                     sender_id,
-                    receiver_id: receiver.unwrap_or_default(),
+                    receiver_id: receiver,
                     content: content.unwrap_or_default(),
                     created_at: created.unwrap_or_default(),
                     deleted_at: deleted,
                     sender_seq: seq,
+                    conversation_id: conversation.unwrap_or_default(),
+                    pos: pos.unwrap_or_default(),
                     ..Default::default()
                 },
             );
@@ -188,11 +221,12 @@ impl PgTx<'_> {
     pub(super) async fn receipts_of(
         &mut self,
         ids: &[String],
-    ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
-        let rows: Vec<(String, bool, Millis)> = sqlx::query_as(
-            "SELECT message_id, true, read_at FROM read_receipts WHERE message_id = ANY($1::text[]) \
+    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
+        let rows: Vec<(String, String, bool, Millis)> = sqlx::query_as(
+            "SELECT message_id, user_id, true, read_at FROM read_receipts \
+             WHERE message_id = ANY($1::text[]) \
              UNION ALL \
-             SELECT message_id, false, delivered_at FROM delivery_receipts \
+             SELECT message_id, user_id, false, delivered_at FROM delivery_receipts \
              WHERE message_id = ANY($1::text[])",
         )
         .bind(ids)
@@ -200,15 +234,108 @@ impl PgTx<'_> {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, read, at)| {
+            .map(|(id, user, read, at)| {
                 let table = if read {
                     ReceiptTable::Read
                 } else {
                     ReceiptTable::Delivery
                 };
-                ((id, table), at)
+                ((id, user, table), at)
             })
             .collect())
+    }
+
+    pub(super) async fn direct_conversations(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), String>, StoreError> {
+        let (lo, hi): (Vec<&str>, Vec<&str>) =
+            pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip();
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT c.id, c.user_lo, c.user_hi FROM unnest($1::text[], $2::text[]) AS p (lo, hi) \
+             JOIN conversations c ON c.user_lo = p.lo AND c.user_hi = p.hi",
+        )
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, lo, hi)| ((lo, hi), id))
+            .collect())
+    }
+
+    /// The conversations under lock (`FOR UPDATE`, in id order), then their members.
+    pub(super) async fn lock_conversations(
+        &mut self,
+        sorted: &[String],
+    ) -> Result<HashMap<String, ConversationState>, StoreError> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Millis,
+            i64,
+        );
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ANY($1::text[]) \
+             ORDER BY id FOR UPDATE"
+        );
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(sorted)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut found: HashMap<String, ConversationState> = rows
+            .into_iter()
+            .map(|t| {
+                let c = conversation_from(t);
+                (c.id.clone(), c)
+            })
+            .collect();
+        type MRow = (
+            String,
+            String,
+            String,
+            Millis,
+            i64,
+            i64,
+            i64,
+            Option<Millis>,
+        );
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM conversation_members \
+             WHERE conversation_id = ANY($1::text[])"
+        );
+        let members: Vec<MRow> = sqlx::query_as(&sql)
+            .bind(sorted)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        attach_members(&mut found, members.into_iter().map(member_from).collect());
+        Ok(found)
+    }
+
+    pub(super) async fn unread_between(
+        &mut self,
+        conversation: &str,
+        reader: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<MessageState>, StoreError> {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM messages m WHERE conversation_id = $1 AND pos > $2 \
+             AND pos <= $3 AND sender_id <> $4 AND deleted_at IS NULL AND NOT EXISTS ( \
+               SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $4) \
+             ORDER BY pos"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(conversation)
+            .bind(after)
+            .bind(up_to)
+            .bind(reader)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     /// Stores a batch's writes: one statement for its messages, conversations, change log
@@ -218,7 +345,12 @@ impl PgTx<'_> {
         w: &Writes<'_>,
     ) -> Result<HashMap<String, i64>, StoreError> {
         let mut positions = HashMap::new();
-        if !w.messages.is_empty() || !w.changes.is_empty() || !w.counters.is_empty() {
+        if !w.messages.is_empty()
+            || !w.changes.is_empty()
+            || !w.counters.is_empty()
+            || !w.conversations.is_empty()
+            || !w.members.is_empty()
+        {
             positions = self.write_rows(w).await?;
         }
         if !w.edits.is_empty() {
@@ -282,7 +414,8 @@ impl PgTx<'_> {
         let col = |f: fn(&super::writes::NewMessage) -> &str| ms.iter().map(f).collect::<Vec<_>>();
         let ids = col(|m| &m.id);
         let senders = col(|m| &m.sender_id);
-        let receivers = col(|m| &m.receiver_id);
+        let receivers: Vec<Option<&str>> = ms.iter().map(|m| m.receiver_id.as_deref()).collect();
+        let message_conversations = col(|m| &m.conversation_id);
         let contents = col(|m| &m.content);
         let created: Vec<Millis> = ms.iter().map(|m| m.created_at).collect();
         let cids: Vec<Option<&str>> = ms.iter().map(|m| m.client_message_id.as_deref()).collect();
@@ -295,6 +428,29 @@ impl PgTx<'_> {
         let ch_kinds: Vec<&str> = c.iter().map(|c| c.kind.as_str()).collect();
         let ch_messages: Vec<&str> = c.iter().map(|c| c.message_id.as_str()).collect();
         let ch_actors: Vec<&str> = c.iter().map(|c| c.actor_id.as_str()).collect();
+        let ch_conversations: Vec<Option<&str>> =
+            c.iter().map(|c| c.conversation_id.as_deref()).collect();
+        let cs = w.conversations;
+        let c_ids: Vec<&str> = cs.iter().map(|c| c.id.as_str()).collect();
+        let c_kinds: Vec<&str> = cs.iter().map(|c| c.kind.as_str()).collect();
+        let c_titles: Vec<Option<&str>> = cs.iter().map(|c| c.title.as_deref()).collect();
+        let c_lo: Vec<Option<&str>> = cs.iter().map(|c| c.user_lo.as_deref()).collect();
+        let c_hi: Vec<Option<&str>> = cs.iter().map(|c| c.user_hi.as_deref()).collect();
+        let c_created: Vec<Millis> = cs.iter().map(|c| c.created_at).collect();
+        let c_last: Vec<i64> = cs.iter().map(|c| c.last_pos).collect();
+        let c_last_message: Vec<Option<&str>> =
+            cs.iter().map(|c| c.last_message.as_deref()).collect();
+        let mb = w.members;
+        let m_cids: Vec<&str> = mb.iter().map(|(c, _)| c.as_str()).collect();
+        let m_users: Vec<&str> = mb.iter().map(|(_, m)| m.user_id.as_str()).collect();
+        let m_roles: Vec<&str> = mb.iter().map(|(_, m)| m.role.as_str()).collect();
+        let m_joined: Vec<Millis> = mb.iter().map(|(_, m)| m.joined_at).collect();
+        let m_last: Vec<i64> = mb.iter().map(|(_, m)| m.last_pos).collect();
+        let m_last_message: Vec<Option<&str>> =
+            mb.iter().map(|(_, m)| m.last_message.as_deref()).collect();
+        let m_read: Vec<i64> = mb.iter().map(|(_, m)| m.read_up_to_pos).collect();
+        let m_unread: Vec<i64> = mb.iter().map(|(_, m)| m.unread).collect();
+        let m_removed: Vec<Option<Millis>> = mb.iter().map(|(_, m)| m.removed_at).collect();
         let ch_at: Vec<Millis> = c.iter().map(|c| c.at).collect();
         let (counter_users, counter_seqs): (Vec<&str>, Vec<i64>) =
             w.counters.iter().map(|(u, s)| (u.as_str(), *s)).unzip();
@@ -316,6 +472,25 @@ impl PgTx<'_> {
             .bind(&ch_at)
             .bind(&counter_users)
             .bind(&counter_seqs)
+            .bind(&message_conversations)
+            .bind(&c_ids)
+            .bind(&c_kinds)
+            .bind(&c_titles)
+            .bind(&c_lo)
+            .bind(&c_hi)
+            .bind(&c_created)
+            .bind(&c_last)
+            .bind(&c_last_message)
+            .bind(&m_cids)
+            .bind(&m_users)
+            .bind(&m_roles)
+            .bind(&m_joined)
+            .bind(&m_last)
+            .bind(&m_last_message)
+            .bind(&m_read)
+            .bind(&m_unread)
+            .bind(&m_removed)
+            .bind(&ch_conversations)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(StoreError::from_insert)?;

@@ -5,19 +5,21 @@ use nexus_protocol as wire;
 use crate::clock::{iso, Millis};
 
 /// The columns every message query selects, with the sender's and receiver's names joined.
-pub(super) const MESSAGE_SELECT: &str = "SELECT m.pos, m.id, m.sender_id, m.receiver_id, \
-     m.content, m.created_at, m.edited_at, m.deleted_at, m.is_encrypted, m.encryption_key_id, \
+pub(super) const MESSAGE_SELECT: &str = "SELECT m.pos, m.id, m.conversation_id, \
+     m.sender_id, m.receiver_id, m.content, m.created_at, m.edited_at, m.deleted_at, m.is_encrypted, m.encryption_key_id, \
      m.client_message_id, m.sender_seq, m.receiver_seq, \
      s.name AS sender_name, s.email AS sender_email, \
      r.name AS receiver_name, r.email AS receiver_email \
-     FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.receiver_id";
+     FROM messages m JOIN users s ON s.id = m.sender_id LEFT JOIN users r ON r.id = m.receiver_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
     pub pos: i64,
     pub id: String,
+    pub conversation_id: String,
     pub sender_id: String,
-    pub receiver_id: String,
+    /// `None` for a group message.
+    pub receiver_id: Option<String>,
     pub content: String,
     pub created_at: Millis,
     pub edited_at: Option<Millis>,
@@ -29,8 +31,8 @@ pub struct MessageRow {
     pub receiver_seq: i64,
     pub sender_name: String,
     pub sender_email: String,
-    pub receiver_name: String,
-    pub receiver_email: String,
+    pub receiver_name: Option<String>,
+    pub receiver_email: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -52,11 +54,13 @@ pub struct StoredMessage {
 
 impl StoredMessage {
     /// The wire shape as `viewer` sees it: `seq` is the viewer's sequence number of the
-    /// message's creation.
+    /// message's creation (for a group message, known to the sender only: 0 for the other
+    /// members, whose numbers come with the events).
     pub fn to_wire(&self, viewer: &str) -> wire::Message {
         let r = &self.row;
         wire::Message {
             id: r.id.clone(),
+            conversation_id: r.conversation_id.clone(),
             content: r.content.clone(),
             sender_id: r.sender_id.clone(),
             receiver_id: r.receiver_id.clone(),
@@ -71,11 +75,11 @@ impl StoredMessage {
                 name: r.sender_name.clone(),
                 email: r.sender_email.clone(),
             },
-            receiver: wire::User {
-                id: r.receiver_id.clone(),
-                name: r.receiver_name.clone(),
-                email: r.receiver_email.clone(),
-            },
+            receiver: r.receiver_id.as_ref().map(|id| wire::User {
+                id: id.clone(),
+                name: r.receiver_name.clone().unwrap_or_default(),
+                email: r.receiver_email.clone().unwrap_or_default(),
+            }),
             read_receipts: self
                 .reads
                 .iter()
@@ -94,8 +98,10 @@ impl StoredMessage {
                 .collect(),
             seq: if viewer == r.sender_id {
                 r.sender_seq
-            } else {
+            } else if r.receiver_id.as_deref() == Some(viewer) {
                 r.receiver_seq
+            } else {
+                0
             },
             client_message_id: r.client_message_id.clone(),
         }

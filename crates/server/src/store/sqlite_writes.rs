@@ -14,7 +14,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::writes::{
-    LockedUser, MessageState, ReceiptTable, Writes, STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS,
+    attach_members, conversation_from, member_from, resolved, ConversationState, LockedUser,
+    MessageState, ReceiptTable, Writes, CONVERSATION_COLUMNS, MEMBER_COLUMNS,
+    STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS, UPSERT_CONVERSATION, UPSERT_MEMBER,
 };
 use super::{StoreError, SQLITE_SETTINGS};
 use crate::clock::Millis;
@@ -78,6 +80,8 @@ fn state(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
         created_at: r.get(4)?,
         deleted_at: r.get(5)?,
         sender_seq: r.get(6)?,
+        conversation_id: r.get(7)?,
+        pos: r.get(8)?,
         ..Default::default()
     })
 }
@@ -85,8 +89,8 @@ fn state(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
 /// [`state`] with the size of the edit history.
 fn state_and_history(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
     Ok(MessageState {
-        edits: r.get(7)?,
-        history_chars: r.get(8)?,
+        edits: r.get(9)?,
+        history_chars: r.get(10)?,
         ..state(r)?
     })
 }
@@ -126,21 +130,105 @@ pub(super) fn messages_by_client_ids(
 pub(super) fn receipts_of(
     tx: &Transaction<'_>,
     ids: &[String],
-) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
     let mut found = HashMap::new();
     for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
         let (name, column) = table.table_and_column();
         let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {column} FROM {name} WHERE message_id = ?1"
+            "SELECT user_id, {column} FROM {name} WHERE message_id = ?1"
         ))?;
         for id in ids {
-            // One receipt per message: only its receiver stores them.
-            if let Some(at) = stmt.query_row([id], |r| r.get(0)).optional()? {
-                found.insert((id.clone(), table), at);
+            let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+            for row in rows {
+                let (user, at) = row?;
+                found.insert((id.clone(), user, table), at);
             }
         }
     }
     Ok(found)
+}
+
+pub(super) fn direct_conversations(
+    tx: &Transaction<'_>,
+    pairs: &[(String, String)],
+) -> Result<HashMap<(String, String), String>, StoreError> {
+    let mut stmt =
+        tx.prepare_cached("SELECT id FROM conversations WHERE user_lo = ?1 AND user_hi = ?2")?;
+    let mut found = HashMap::new();
+    for (lo, hi) in pairs {
+        if let Some(id) = stmt
+            .query_row([lo, hi], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            found.insert((lo.clone(), hi.clone()), id);
+        }
+    }
+    Ok(found)
+}
+
+pub(super) fn lock_conversations(
+    tx: &Transaction<'_>,
+    ids: &[String],
+) -> Result<HashMap<String, ConversationState>, StoreError> {
+    let mut conv = tx.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"
+    ))?;
+    let mut mem = tx.prepare_cached(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM conversation_members WHERE conversation_id = ?1"
+    ))?;
+    let mut found = HashMap::new();
+    let mut members = Vec::new();
+    for id in ids {
+        let c = conv
+            .query_row([id], |r| {
+                Ok(conversation_from((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                )))
+            })
+            .optional()?;
+        let Some(c) = c else { continue };
+        found.insert(c.id.clone(), c);
+        let rows = mem.query_map([id], |r| {
+            Ok(member_from((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            )))
+        })?;
+        for row in rows {
+            members.push(row?);
+        }
+    }
+    attach_members(&mut found, members);
+    Ok(found)
+}
+
+pub(super) fn unread_between(
+    tx: &Transaction<'_>,
+    conversation: &str,
+    reader: &str,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<MessageState>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {STATE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND pos > ?2 \
+         AND pos <= ?3 AND sender_id <> ?4 AND deleted_at IS NULL AND NOT EXISTS ( \
+           SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = ?4) \
+         ORDER BY pos"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![conversation, after, up_to, reader], state)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A unique violation on insert is a `Conflict`, like on the sqlx path.
@@ -165,16 +253,43 @@ pub(super) fn write(
     tx: &Transaction<'_>,
     w: &Writes<'_>,
 ) -> Result<HashMap<String, i64>, StoreError> {
+    let one_row = |n: usize| {
+        format!(
+            "({})",
+            (1..=n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    {
+        let mut upsert = tx.prepare_cached(&UPSERT_CONVERSATION.replace("{rows}", &one_row(7)))?;
+        for c in w.conversations.iter().filter(|c| c.created) {
+            upsert
+                .execute(params![
+                    c.id,
+                    c.kind,
+                    c.title,
+                    c.user_lo,
+                    c.user_hi,
+                    c.created_at,
+                    c.last_pos
+                ])
+                .map_err(from_insert)?;
+        }
+    }
     let mut positions = HashMap::with_capacity(w.messages.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
-             client_message_id, sender_seq, receiver_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, \
+             created_at, client_message_id, sender_seq, receiver_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for m in w.messages {
             insert
                 .execute(params![
                     m.id,
+                    m.conversation_id,
                     m.sender_id,
                     m.receiver_id,
                     m.content,
@@ -188,18 +303,42 @@ pub(super) fn write(
         }
     }
     {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO conversations (user_id, other_id, last_pos) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
-        )?;
-        for ((user, other), pos) in super::writes::latest_positions(w.messages, &positions) {
-            upsert.execute(params![user, other, pos])?;
+        let mut upsert = tx.prepare_cached(&UPSERT_CONVERSATION.replace("{rows}", &one_row(7)))?;
+        for c in w.conversations {
+            let last = resolved(c.last_pos, &c.last_message, &positions);
+            upsert
+                .execute(params![
+                    c.id,
+                    c.kind,
+                    c.title,
+                    c.user_lo,
+                    c.user_hi,
+                    c.created_at,
+                    last
+                ])
+                .map_err(from_insert)?;
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(&UPSERT_MEMBER.replace("{rows}", &one_row(8)))?;
+        for (cid, m) in w.members {
+            let last = resolved(m.last_pos, &m.last_message, &positions);
+            upsert.execute(params![
+                cid,
+                m.user_id,
+                m.role,
+                m.joined_at,
+                last,
+                m.read_up_to_pos,
+                m.unread,
+                m.removed_at
+            ])?;
         }
     }
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO changes (user_id, seq, kind, message_id, conversation_id, actor_id, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for c in w.changes {
             insert.execute(params![
@@ -207,6 +346,7 @@ pub(super) fn write(
                 c.seq,
                 c.kind.as_str(),
                 c.message_id,
+                c.conversation_id,
                 c.actor_id,
                 c.at
             ])?;

@@ -29,11 +29,13 @@ const ROWS: usize = 512;
 pub struct MessageState {
     pub id: String,
     pub sender_id: String,
-    pub receiver_id: String,
+    pub receiver_id: Option<String>,
     pub content: String,
     pub created_at: Millis,
     pub deleted_at: Option<Millis>,
     pub sender_seq: i64,
+    pub conversation_id: String,
+    pub pos: i64,
     /// Edits stored so far, and the characters of the texts they replaced (the edit
     /// history); read only where edits are decided (`message_states`).
     #[sqlx(default)]
@@ -43,22 +45,149 @@ pub struct MessageState {
 }
 
 pub(super) const STATE_COLUMNS: &str =
-    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq";
+    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, conversation_id, pos";
 
 /// [`STATE_COLUMNS`] and the size of the message's edit history (on the index
 /// `message_edits_by_message`).
 pub(super) const STATE_AND_HISTORY_COLUMNS: &str =
-    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, \
-     (SELECT COUNT(*) FROM message_edits e WHERE e.message_id = messages.id) AS edits, \
+    "id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, conversation_id, \
+     pos, (SELECT COUNT(*) FROM message_edits e WHERE e.message_id = messages.id) AS edits, \
      (SELECT COALESCE(SUM(LENGTH(e.content)), 0) FROM message_edits e \
       WHERE e.message_id = messages.id) AS history_chars";
+
+/// A conversation as the rules see it, with every member row (former members included),
+/// in the order they joined. `last_message`: a message of this batch that becomes its
+/// latest (its position is known only once inserted).
+#[derive(Debug, Clone)]
+pub struct ConversationState {
+    pub id: String,
+    /// `direct` or `group`.
+    pub kind: String,
+    pub title: Option<String>,
+    pub user_lo: Option<String>,
+    pub user_hi: Option<String>,
+    pub created_at: Millis,
+    pub last_pos: i64,
+    pub last_message: Option<String>,
+    pub members: Vec<MemberState>,
+    /// Created by this batch: inserted before the messages that refer to it.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberState {
+    pub user_id: String,
+    /// `admin` or `member`.
+    pub role: String,
+    pub joined_at: Millis,
+    pub last_pos: i64,
+    pub last_message: Option<String>,
+    pub read_up_to_pos: i64,
+    pub unread: i64,
+    pub removed_at: Option<Millis>,
+}
+
+impl ConversationState {
+    pub fn is_group(&self) -> bool {
+        self.kind == "group"
+    }
+
+    /// The member row of `user`, if they are a member now.
+    pub fn current(&self, user: &str) -> Option<&MemberState> {
+        self.members
+            .iter()
+            .find(|m| m.user_id == user && m.removed_at.is_none())
+    }
+
+    /// The current members' ids, in the order they joined.
+    pub fn current_ids(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.removed_at.is_none())
+            .map(|m| m.user_id.clone())
+            .collect()
+    }
+}
+
+pub(super) const CONVERSATION_COLUMNS: &str =
+    "id, kind, title, user_lo, user_hi, created_at, last_pos";
+pub(super) const MEMBER_COLUMNS: &str =
+    "conversation_id, user_id, role, joined_at, last_pos, read_up_to_pos, unread, removed_at";
+
+type ConversationTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Millis,
+    i64,
+);
+type MemberTuple = (
+    String,
+    String,
+    String,
+    Millis,
+    i64,
+    i64,
+    i64,
+    Option<Millis>,
+);
+
+pub(super) fn conversation_from(t: ConversationTuple) -> ConversationState {
+    ConversationState {
+        id: t.0,
+        kind: t.1,
+        title: t.2,
+        user_lo: t.3,
+        user_hi: t.4,
+        created_at: t.5,
+        last_pos: t.6,
+        last_message: None,
+        members: Vec::new(),
+        created: false,
+    }
+}
+
+pub(super) fn member_from(t: MemberTuple) -> (String, MemberState) {
+    (
+        t.0,
+        MemberState {
+            user_id: t.1,
+            role: t.2,
+            joined_at: t.3,
+            last_pos: t.4,
+            last_message: None,
+            read_up_to_pos: t.5,
+            unread: t.6,
+            removed_at: t.7,
+        },
+    )
+}
+
+/// Members in the order they joined (ties by id), attached to their conversations.
+pub(super) fn attach_members(
+    conversations: &mut HashMap<String, ConversationState>,
+    members: Vec<(String, MemberState)>,
+) {
+    for (cid, m) in members {
+        if let Some(c) = conversations.get_mut(&cid) {
+            c.members.push(m);
+        }
+    }
+    for c in conversations.values_mut() {
+        c.members
+            .sort_by(|a, b| (a.joined_at, &a.user_id).cmp(&(b.joined_at, &b.user_id)));
+    }
+}
 
 /// A new message row.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub id: String,
+    pub conversation_id: String,
     pub sender_id: String,
-    pub receiver_id: String,
+    pub receiver_id: Option<String>,
     pub content: String,
     pub created_at: Millis,
     pub client_message_id: Option<String>,
@@ -66,13 +195,15 @@ pub struct NewMessage {
     pub receiver_seq: i64,
 }
 
-/// One entry of a user's change log.
+/// One entry of a user's change log. `message_id` is empty for a conversation change
+/// (except `conversation.read`: the message read up to).
 #[derive(Debug, Clone)]
 pub struct ChangeRow {
     pub user_id: String,
     pub seq: i64,
     pub kind: ChangeType,
     pub message_id: String,
+    pub conversation_id: Option<String>,
     pub actor_id: String,
     pub at: Millis,
 }
@@ -102,6 +233,10 @@ pub struct LockedUser {
 
 /// Everything the write path stores at once (see `messaging::rules::WriteSet`).
 pub struct Writes<'a> {
+    /// Conversations created or changed (title, latest message), written whole.
+    pub conversations: &'a [ConversationState],
+    /// Member rows created or changed, written whole: (conversation id, row).
+    pub members: &'a [(String, MemberState)],
     pub messages: &'a [NewMessage],
     pub changes: &'a [ChangeRow],
     /// (message id, previous content, new content)
@@ -303,15 +438,64 @@ impl WriteTx<'_> {
         }
     }
 
-    /// The receipts stored for these messages, with their time.
+    /// The receipts stored for these messages, by (message, user, table), with their time.
     pub async fn receipts_of(
         &mut self,
         ids: &[String],
-    ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
         match &mut self.tx {
             Tx::Pool(tx) => tx.receipts_of(ids).await,
             Tx::Sqlite(tx) => sqlite_writes::receipts_of(tx, ids),
             Tx::Postgres(tx) => tx.receipts_of(ids).await,
+        }
+    }
+
+    /// The direct conversations of these pairs (smaller id first) that exist.
+    pub async fn direct_conversations(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), String>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.direct_conversations(pairs).await,
+            Tx::Sqlite(tx) => sqlite_writes::direct_conversations(tx, pairs),
+            Tx::Postgres(tx) => tx.direct_conversations(pairs).await,
+        }
+    }
+
+    /// The conversations with these ids and all their member rows, locked (on PostgreSQL,
+    /// in id order, before any counter: every transaction takes conversations first, then
+    /// counters, each in sorted order, so none waits for another in a cycle). While a
+    /// transaction holds a conversation nobody else changes its members.
+    pub async fn lock_conversations(
+        &mut self,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<HashMap<String, ConversationState>, StoreError> {
+        let mut sorted: Vec<String> = ids.into_iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.lock_conversations(&sorted).await,
+            Tx::Sqlite(tx) => sqlite_writes::lock_conversations(tx, &sorted),
+            Tx::Postgres(tx) => tx.lock_conversations(&sorted).await,
+        }
+    }
+
+    /// Messages of `conversation` after position `after` up to `up_to` not sent by
+    /// `reader`, not deleted and not yet read by `reader`, oldest first.
+    pub async fn unread_between(
+        &mut self,
+        conversation: &str,
+        reader: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<MessageState>, StoreError> {
+        match &mut self.tx {
+            Tx::Pool(tx) => tx.unread_between(conversation, reader, after, up_to).await,
+            Tx::Sqlite(tx) => sqlite_writes::unread_between(tx, conversation, reader, after, up_to),
+            Tx::Postgres(tx) => tx.unread_between(conversation, reader, after, up_to).await,
         }
     }
 
@@ -348,27 +532,29 @@ impl WriteTx<'_> {
     }
 }
 
-/// Each party's conversation ends at the newest of these messages: ((user, other party),
-/// position), in key order.
-pub(super) fn latest_positions<'m>(
-    messages: &'m [NewMessage],
+/// The latest position of a conversation or member row: the batch's newest message, once
+/// inserted, else what it was.
+pub(super) fn resolved(
+    last_pos: i64,
+    last_message: &Option<String>,
     positions: &HashMap<String, i64>,
-) -> Vec<((&'m str, &'m str), i64)> {
-    let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    for m in messages {
-        let Some(pos) = positions.get(&m.id).copied() else {
-            continue;
-        };
-        for key in [
-            (m.sender_id.as_str(), m.receiver_id.as_str()),
-            (m.receiver_id.as_str(), m.sender_id.as_str()),
-        ] {
-            let last = latest.entry(key).or_insert(pos);
-            *last = (*last).max(pos);
-        }
-    }
-    latest.into_iter().collect()
+) -> i64 {
+    last_message
+        .as_ref()
+        .and_then(|id| positions.get(id).copied())
+        .unwrap_or(last_pos)
 }
+
+/// The SQL that writes conversations and member rows whole (insert, or update on conflict).
+pub(super) const UPSERT_CONVERSATION: &str = "INSERT INTO conversations \
+     (id, kind, title, user_lo, user_hi, created_at, last_pos) VALUES {rows} \
+     ON CONFLICT (id) DO UPDATE SET title = excluded.title, last_pos = excluded.last_pos";
+pub(super) const UPSERT_MEMBER: &str = "INSERT INTO conversation_members \
+     (conversation_id, user_id, role, joined_at, last_pos, read_up_to_pos, unread, removed_at) \
+     VALUES {rows} ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role, \
+     joined_at = excluded.joined_at, last_pos = excluded.last_pos, \
+     read_up_to_pos = excluded.read_up_to_pos, unread = excluded.unread, \
+     removed_at = excluded.removed_at";
 
 /// A transaction on a pool connection (PostgreSQL, or an in-memory SQLite database).
 struct PoolTx<'c> {
@@ -431,6 +617,12 @@ impl PoolTx<'_> {
         &mut self,
         keys: &[(String, String)],
     ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct ByClient {
+            #[sqlx(flatten)]
+            state: MessageState,
+            client_message_id: String,
+        }
         let mut found = HashMap::new();
         for chunk in keys.chunks(ROWS) {
             let matches = (0..chunk.len())
@@ -445,37 +637,14 @@ impl PoolTx<'_> {
                 .join(" OR ");
             let sql =
                 format!("SELECT {STATE_COLUMNS}, client_message_id FROM messages WHERE {matches}");
-            let mut q = sqlx::query_as::<
-                _,
-                (
-                    String,
-                    String,
-                    String,
-                    String,
-                    Millis,
-                    Option<Millis>,
-                    i64,
-                    String,
-                ),
-            >(&sql);
+            let mut q = sqlx::query_as::<_, ByClient>(&sql);
             for (sender, cid) in chunk {
                 q = q.bind(sender).bind(cid);
             }
-            for (id, sender_id, receiver_id, content, created_at, deleted_at, sender_seq, cid) in
-                q.fetch_all(&mut *self.tx).await?
-            {
+            for row in q.fetch_all(&mut *self.tx).await? {
                 found.insert(
-                    (sender_id.clone(), cid),
-                    MessageState {
-                        id,
-                        sender_id,
-                        receiver_id,
-                        content,
-                        created_at,
-                        deleted_at,
-                        sender_seq,
-                        ..Default::default()
-                    },
+                    (row.state.sender_id.clone(), row.client_message_id),
+                    row.state,
                 );
             }
         }
@@ -485,39 +654,148 @@ impl PoolTx<'_> {
     async fn receipts_of(
         &mut self,
         ids: &[String],
-    ) -> Result<HashMap<(String, ReceiptTable), Millis>, StoreError> {
+    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
         let mut found = HashMap::new();
         for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
             let (name, column) = table.table_and_column();
             for chunk in ids.chunks(CHUNK) {
                 let sql = format!(
-                    "SELECT message_id, {column} FROM {name} WHERE message_id IN ({})",
+                    "SELECT message_id, user_id, {column} FROM {name} WHERE message_id IN ({})",
                     self.backend.params(1, chunk.len())
                 );
-                let mut q = sqlx::query_as::<_, (String, Millis)>(&sql);
+                let mut q = sqlx::query_as::<_, (String, String, Millis)>(&sql);
                 for id in chunk {
                     q = q.bind(id);
                 }
-                for (id, at) in q.fetch_all(&mut *self.tx).await? {
-                    found.insert((id, table), at);
+                for (id, user, at) in q.fetch_all(&mut *self.tx).await? {
+                    found.insert((id, user, table), at);
                 }
             }
         }
         Ok(found)
     }
 
+    async fn direct_conversations(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), String>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in pairs.chunks(ROWS) {
+            let matches = (0..chunk.len())
+                .map(|i| format!("(user_lo = ${} AND user_hi = ${})", 2 * i + 1, 2 * i + 2))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let sql = format!("SELECT id, user_lo, user_hi FROM conversations WHERE {matches}");
+            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
+            for (lo, hi) in chunk {
+                q = q.bind(lo).bind(hi);
+            }
+            for (id, lo, hi) in q.fetch_all(&mut *self.tx).await? {
+                found.insert((lo, hi), id);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn lock_conversations(
+        &mut self,
+        sorted: &[String],
+    ) -> Result<HashMap<String, ConversationState>, StoreError> {
+        let mut found = HashMap::new();
+        let mut members = Vec::new();
+        for chunk in sorted.chunks(CHUNK) {
+            let lock = match self.backend {
+                Backend::Postgres => " FOR UPDATE",
+                Backend::Sqlite => "",
+            };
+            let sql = format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({}) ORDER BY id{lock}",
+                self.backend.params(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, ConversationTuple>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for t in q.fetch_all(&mut *self.tx).await? {
+                let c = conversation_from(t);
+                found.insert(c.id.clone(), c);
+            }
+            let sql = format!(
+                "SELECT {MEMBER_COLUMNS} FROM conversation_members WHERE conversation_id IN ({})",
+                self.backend.params(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, MemberTuple>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            members.extend(
+                q.fetch_all(&mut *self.tx)
+                    .await?
+                    .into_iter()
+                    .map(member_from),
+            );
+        }
+        attach_members(&mut found, members);
+        Ok(found)
+    }
+
+    async fn unread_between(
+        &mut self,
+        conversation: &str,
+        reader: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<MessageState>, StoreError> {
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM messages m WHERE conversation_id = $1 AND pos > $2 \
+             AND pos <= $3 AND sender_id <> $4 AND deleted_at IS NULL AND NOT EXISTS ( \
+               SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $4) \
+             ORDER BY pos"
+        );
+        Ok(sqlx::query_as::<_, MessageState>(&sql)
+            .bind(conversation)
+            .bind(after)
+            .bind(up_to)
+            .bind(reader)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
     async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
+        // New conversations first (messages and members refer to them); every changed
+        // one gets its latest position once the messages are in.
+        let created: Vec<&ConversationState> =
+            w.conversations.iter().filter(|c| c.created).collect();
+        for chunk in created.chunks(ROWS) {
+            let sql = UPSERT_CONVERSATION.replace("{rows}", &self.backend.rows(chunk.len(), 7));
+            let mut q: AnyQuery<'_> = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(&c.id)
+                    .bind(&c.kind)
+                    .bind(&c.title)
+                    .bind(&c.user_lo)
+                    .bind(&c.user_hi)
+                    .bind(c.created_at)
+                    .bind(c.last_pos);
+            }
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_insert)?;
+        }
         let mut positions = HashMap::new();
         for chunk in w.messages.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO messages (id, sender_id, receiver_id, content, created_at, \
-                 client_message_id, sender_seq, receiver_seq) VALUES {} RETURNING id, pos",
-                self.backend.rows(chunk.len(), 8)
+                "INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, \
+                 created_at, client_message_id, sender_seq, receiver_seq) VALUES {} \
+                 RETURNING id, pos",
+                self.backend.rows(chunk.len(), 9)
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
             for m in chunk {
                 q = q
                     .bind(&m.id)
+                    .bind(&m.conversation_id)
                     .bind(&m.sender_id)
                     .bind(&m.receiver_id)
                     .bind(&m.content)
@@ -532,23 +810,42 @@ impl PoolTx<'_> {
                     .map_err(StoreError::from_insert)?,
             );
         }
-        let latest = latest_positions(w.messages, &positions);
-        for chunk in latest.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO conversations (user_id, other_id, last_pos) VALUES {} \
-                 ON CONFLICT (user_id, other_id) DO UPDATE SET last_pos = excluded.last_pos",
-                self.backend.rows(chunk.len(), 3)
-            );
+        for chunk in w.conversations.chunks(ROWS) {
+            let sql = UPSERT_CONVERSATION.replace("{rows}", &self.backend.rows(chunk.len(), 7));
             let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for ((user, other), pos) in chunk {
-                q = q.bind(*user).bind(*other).bind(*pos);
+            for c in chunk {
+                q = q
+                    .bind(&c.id)
+                    .bind(&c.kind)
+                    .bind(&c.title)
+                    .bind(&c.user_lo)
+                    .bind(&c.user_hi)
+                    .bind(c.created_at)
+                    .bind(resolved(c.last_pos, &c.last_message, &positions));
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for chunk in w.members.chunks(ROWS) {
+            let sql = UPSERT_MEMBER.replace("{rows}", &self.backend.rows(chunk.len(), 8));
+            let mut q: AnyQuery<'_> = sqlx::query(&sql);
+            for (cid, m) in chunk {
+                q = q
+                    .bind(cid)
+                    .bind(&m.user_id)
+                    .bind(&m.role)
+                    .bind(m.joined_at)
+                    .bind(resolved(m.last_pos, &m.last_message, &positions))
+                    .bind(m.read_up_to_pos)
+                    .bind(m.unread)
+                    .bind(m.removed_at);
             }
             q.execute(&mut *self.tx).await?;
         }
         for chunk in w.changes.chunks(ROWS) {
             let sql = format!(
-                "INSERT INTO changes (user_id, seq, kind, message_id, actor_id, at) VALUES {}",
-                self.backend.rows(chunk.len(), 6)
+                "INSERT INTO changes (user_id, seq, kind, message_id, conversation_id, actor_id, at) \
+                 VALUES {}",
+                self.backend.rows(chunk.len(), 7)
             );
             let mut q: AnyQuery<'_> = sqlx::query(&sql);
             for c in chunk {
@@ -557,6 +854,7 @@ impl PoolTx<'_> {
                     .bind(c.seq)
                     .bind(c.kind.as_str())
                     .bind(&c.message_id)
+                    .bind(&c.conversation_id)
                     .bind(&c.actor_id)
                     .bind(c.at);
             }

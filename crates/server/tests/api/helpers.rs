@@ -139,8 +139,17 @@ async fn spawn(
     configure: impl FnOnce(&mut Config),
     record_pushes: bool,
 ) -> Option<TestApp> {
-    init_test_logs();
     let db = TestDb::create(backend).await?;
+    Some(spawn_on(db, configure, record_pushes).await)
+}
+
+/// The application on an existing test database (e.g. one filled by an older schema).
+pub async fn spawn_on(
+    db: TestDb,
+    configure: impl FnOnce(&mut Config),
+    record_pushes: bool,
+) -> TestApp {
+    init_test_logs();
     let mut config = Config::for_tests(db.url.clone());
     configure(&mut config);
     let pushes = Arc::new(RecordedPushes::default());
@@ -156,7 +165,7 @@ async fn spawn(
     let served = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
-    Some(TestApp {
+    TestApp {
         address,
         client: reqwest::Client::new(),
         state,
@@ -164,7 +173,7 @@ async fn spawn(
         shutdown: Some(tx),
         served: Some(served),
         _db: Arc::new(db),
-    })
+    }
 }
 
 /// Test logs are silent unless `TEST_LOG` is set.

@@ -269,6 +269,14 @@ fn entries() -> BTreeMap<(&'static str, &'static str), Third> {
         (("GET", "/ready"), Public),
         (("GET", "/metrics"), Public),
         (("GET", "/openapi.json"), Public),
+        (("POST", "/conversations"), OwnOnly),
+        (("GET", "/conversations"), OwnOnly),
+        (("GET", "/conversations/{id}"), Refused),
+        (("PATCH", "/conversations/{id}"), Refused),
+        (("POST", "/conversations/{id}/members"), Refused),
+        (("DELETE", "/conversations/{id}/members/{user}"), Refused),
+        (("GET", "/conversations/{id}/messages"), Refused),
+        (("POST", "/conversations/{id}/read"), Refused),
     ])
 }
 
@@ -298,6 +306,10 @@ fn body_for(method: &str, path: &str, w: &World) -> Option<Value> {
         ("PATCH", "/messages/{id}") => json!({"content": "changed by a stranger"}),
         ("POST", "/messages/{id}/delivered" | "/messages/{id}/read") => json!({}),
         ("POST", "/auth/logout") => json!({}),
+        ("POST", "/conversations") => json!({"title": "Mallory's", "memberIds": [w.dave.id]}),
+        ("PATCH", "/conversations/{id}") => json!({"title": "taken over"}),
+        ("POST", "/conversations/{id}/members") => json!({"userIds": [w.dave.id]}),
+        ("POST", "/conversations/{id}/read") => json!({"upToMessageId": w.group_message}),
         _ => return None,
     })
 }
@@ -309,12 +321,21 @@ struct World {
     /// Someone the third user may legitimately write to.
     dave: TestUser,
     message: String,
+    /// Ada's group with Bob, and a message in it.
+    group: String,
+    group_message: String,
 }
 
 impl World {
     fn path(&self, path: &str) -> String {
-        path.replace("{id}", &self.message)
+        let id = if path.starts_with("/conversations/") {
+            &self.group
+        } else {
+            &self.message
+        };
+        path.replace("{id}", id)
             .replace("{other}", &self.bob.id)
+            .replace("{user}", &self.bob.id)
     }
 }
 
@@ -327,6 +348,8 @@ async fn snapshot(app: &TestApp, w: &World) -> Value {
         "adaDevices": app.get_ok("/users/devices", &w.ada).await,
         "history": app.get_ok(&format!("/messages/{}/history", w.message), &w.ada).await,
         "adaConversations": app.get_ok("/messages/conversations/all", &w.ada).await,
+        "group": app.get_ok(&format!("/conversations/{}", w.group), &w.ada).await,
+        "groupMessages": app.get_ok(&format!("/conversations/{}/messages", w.group), &w.bob).await,
     })
 }
 
@@ -382,11 +405,38 @@ async fn authorization_matrix_over_every_route_and_event() {
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let dave = app.register("Dave").await;
+    let group = app
+        .post_json(
+            "/conversations",
+            &json!({"title": "private club", "memberIds": [bob.id]}),
+            Some(&ada.token),
+        )
+        .await;
+    assert_eq!(group.status(), StatusCode::CREATED);
+    let group = group.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group_message = app
+        .post_json(
+            "/messages",
+            &json!({"conversationId": group, "content": "private to the club"}),
+            Some(&ada.token),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let w = World {
         ada,
         bob,
         dave,
         message,
+        group,
+        group_message,
     };
     let before = snapshot(&app, &w).await;
     let secrets = [
@@ -395,6 +445,8 @@ async fn authorization_matrix_over_every_route_and_event() {
         w.ada.email.clone(),
         w.bob.email.clone(),
         w.message.clone(),
+        w.group.clone(),
+        w.group_message.clone(),
         "private".to_string(),
         "ada-phone".to_string(),
     ];
@@ -610,6 +662,13 @@ fn socket_entries(w: &World) -> BTreeMap<&'static str, (Value, Option<&'static s
         (e::TYPING_STOP, (json!({"receiverId": w.bob.id}), None)),
         (e::GET_ONLINE_USERS, (json!({}), None)),
         (e::HEALTH_CHECK, (json!({}), None)),
+        (
+            e::MARK_CONVERSATION_READ,
+            (
+                json!({"conversationId": w.group, "upToMessageId": w.group_message}),
+                Some("FORBIDDEN"),
+            ),
+        ),
     ])
 }
 

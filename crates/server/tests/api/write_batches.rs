@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use nexus::domain::{DisplayName, Email, UserId};
-use nexus::store::writes::{ChangeRow, NewMessage, Writes};
+use nexus::store::writes::{ChangeRow, ConversationState, NewMessage, Writes};
 use nexus::store::Store;
 use nexus_protocol::ChangeType;
 
@@ -31,8 +31,9 @@ async fn store_with_users(backend: Backend, n: usize) -> Option<(TestDb, Store, 
 fn message(id: &str, from: &str, to: &str, seqs: (i64, i64), cid: &str) -> NewMessage {
     NewMessage {
         id: id.into(),
+        conversation_id: conversation_of(from, to),
         sender_id: from.into(),
-        receiver_id: to.into(),
+        receiver_id: Some(to.into()),
         content: format!("content of {id}"),
         created_at: 1,
         client_message_id: Some(cid.into()),
@@ -41,12 +42,19 @@ fn message(id: &str, from: &str, to: &str, seqs: (i64, i64), cid: &str) -> NewMe
     }
 }
 
+/// The pair's direct conversation (a fixed id per pair: the messages refer to it).
+fn conversation_of(a: &str, b: &str) -> String {
+    let id = |u: &str| uuid::Uuid::parse_str(u).unwrap().as_u128();
+    uuid::Uuid::from_u128(id(a) ^ id(b).rotate_left(1) ^ id(b) ^ id(a).rotate_left(1)).to_string()
+}
+
 fn created(user: &str, seq: i64, message: &str, actor: &str) -> ChangeRow {
     ChangeRow {
         user_id: user.into(),
         seq,
         kind: ChangeType::MessageCreated,
         message_id: message.into(),
+        conversation_id: None,
         actor_id: actor.into(),
         at: 1,
     }
@@ -62,8 +70,28 @@ async fn write(
     let mut tx = conn.begin().await?;
     let users: Vec<String> = messages
         .iter()
-        .flat_map(|m| [m.sender_id.clone(), m.receiver_id.clone()])
+        .flat_map(|m| [m.sender_id.clone(), m.receiver_id.clone().unwrap()])
         .collect();
+    let mut conversations: Vec<ConversationState> = Vec::new();
+    for m in messages {
+        if conversations.iter().any(|c| c.id == m.conversation_id) {
+            continue;
+        }
+        let (a, b) = (m.sender_id.clone(), m.receiver_id.clone().unwrap());
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        conversations.push(ConversationState {
+            id: m.conversation_id.clone(),
+            kind: "direct".into(),
+            title: None,
+            user_lo: Some(lo),
+            user_hi: Some(hi),
+            created_at: 1,
+            last_pos: 0,
+            last_message: Some(m.id.clone()),
+            members: Vec::new(),
+            created: true,
+        });
+    }
     let cids: Vec<(String, String)> = messages
         .iter()
         .map(|m| (m.sender_id.clone(), m.client_message_id.clone().unwrap()))
@@ -78,6 +106,8 @@ async fn write(
     }
     let positions = tx
         .write(&Writes {
+            conversations: &conversations,
+            members: &[],
             messages,
             changes,
             edits: &[],
