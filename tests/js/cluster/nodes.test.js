@@ -132,6 +132,46 @@ describe('across nodes', () => {
     assert.equal(limited.limit, 6);
   });
 
+  test('a group: creation, messages, receipts, typing and removal reach members on every node', async () => {
+    const [a, b, c] = nodes;
+    const [ada, bob, cara] = [await register(a.base, 'Ada'), await register(b.base, 'Bob'), await register(c.base, 'Cara')];
+    const [adas, bobs, caras] = [await open(a, ada), await open(b, bob), await open(c, cara)];
+
+    const created = await http(a.base, 'POST', '/conversations', ada.token, { title: 'Trip', memberIds: [bob.id, cara.id] });
+    assert.equal(created.status, 201);
+    const id = created.body.id;
+    for (const s of [bobs, caras]) {
+      const u = await waitFor(s, 'CONVERSATION_UPDATED', (p) => p.conversation.id === id);
+      assert.equal(u.conversation.title, 'Trip');
+      assert.equal(u.conversation.members.length, 3);
+    }
+
+    const sent = await call(adas, 'NEW_MESSAGE', { conversationId: id, content: 'to everyone', tempId: 'g1' });
+    assert.ok(sent.dbMessageId, JSON.stringify(sent));
+    for (const s of [bobs, caras]) {
+      const m = await waitFor(s, 'NEW_MESSAGE', (p) => p.id === sent.dbMessageId);
+      assert.equal(m.conversationId, id);
+      assert.equal(m.content, 'to everyone');
+    }
+
+    await call(bobs, 'MARK_CONVERSATION_READ', { conversationId: id, upToMessageId: sent.dbMessageId });
+    const read = await waitFor(adas, 'MESSAGE_READ_UPDATE', (p) => p.messageId === sent.dbMessageId);
+    assert.equal(read.userId, bob.id);
+
+    await call(caras, 'TYPING_START', { conversationId: id });
+    const typing = await waitFor(bobs, 'USER_TYPING', (t) => t.isTyping && t.userId === cara.id);
+    assert.equal(typing.conversationId, id);
+    await call(caras, 'TYPING_STOP', { conversationId: id });
+
+    const removed = await http(a.base, 'DELETE', `/conversations/${id}/members/${cara.id}`, ada.token);
+    assert.ok(removed.status < 300, `removal answered ${removed.status}`);
+    await waitFor(caras, 'CONVERSATION_UPDATED', (p) => p.conversation.id === id && !p.conversation.members.some((m) => m.user.id === cara.id));
+    const after = await call(adas, 'NEW_MESSAGE', { conversationId: id, content: 'without Cara', tempId: 'g2' });
+    await waitFor(bobs, 'NEW_MESSAGE', (p) => p.id === after.dbMessageId);
+    await sleep(500);
+    assert.equal(all(caras, 'NEW_MESSAGE').filter((p) => p.id === after.dbMessageId).length, 0, 'a removed member gets nothing more');
+  });
+
   test('HEALTH_CHECK and /ready report Redis up; /metrics shows the link', async () => {
     const s = await open(nodes[1], await register(nodes[1].base, 'Ada'));
     const health = await call(s, 'HEALTH_CHECK', {});
