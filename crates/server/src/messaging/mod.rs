@@ -274,6 +274,29 @@ impl MessagingService {
     ) -> Result<Pending<Sent>, DomainError> {
         let receiver = UserId::parse(receiver)
             .map_err(|_| DomainError::Validation("receiverId must be a UUID".into()))?;
+        self.queue_message(
+            sender,
+            content,
+            client_message_id,
+            |body, client_message_id| Command::Send {
+                sender,
+                receiver,
+                body,
+                client_message_id,
+            },
+        )
+        .await
+    }
+
+    /// What [`Self::send`] and [`Self::post`] share: the content and the client's id checked,
+    /// the sender's budget taken, then `command` queued.
+    async fn queue_message(
+        &self,
+        sender: UserId,
+        content: &str,
+        client_message_id: Option<&str>,
+        command: impl FnOnce(MessageBody, Option<ClientMessageId>) -> Command,
+    ) -> Result<Pending<Sent>, DomainError> {
         let body = MessageBody::parse(content)?;
         let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
         self.limiter
@@ -282,12 +305,7 @@ impl MessagingService {
             .inspect_err(|_| crate::metrics::node().limited("send"))?;
         let ticket = self
             .writer
-            .enqueue(Command::Send {
-                sender,
-                receiver,
-                body,
-                client_message_id,
-            })
+            .enqueue(command(body, client_message_id))
             .await?;
         Ok(Pending {
             ticket,
@@ -360,28 +378,18 @@ impl MessagingService {
     ) -> Result<Pending<Sent>, DomainError> {
         let conversation = ConversationId::parse(conversation)
             .map_err(|_| DomainError::Validation("conversationId must be a UUID".into()))?;
-        let body = MessageBody::parse(content)?;
-        let client_message_id = client_message_id.map(ClientMessageId::parse).transpose()?;
-        self.limiter
-            .check(sender)
-            .await
-            .inspect_err(|_| crate::metrics::node().limited("send"))?;
-        let ticket = self
-            .writer
-            .enqueue(Command::Post {
+        self.queue_message(
+            sender,
+            content,
+            client_message_id,
+            |body, client_message_id| Command::Post {
                 sender,
                 conversation,
                 body,
                 client_message_id,
-            })
-            .await?;
-        Ok(Pending {
-            ticket,
-            map: |outcome| match outcome {
-                Outcome::Sent(sent) => Ok(sent),
-                other => Err(unexpected(other)),
             },
-        })
+        )
+        .await
     }
 
     /// A send by `receiverId` (the brief's 1:1 form) or by `conversationId`: exactly one.
