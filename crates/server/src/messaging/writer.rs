@@ -37,7 +37,7 @@ use crate::clock::now_ms;
 use crate::domain::MessageId;
 use crate::error::DomainError;
 use crate::metrics;
-use crate::store::writes::{Commit, LockedUser, NewMessage, WriteConnection, Writes};
+use crate::store::writes::{Commit, LockOrder, LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
 /// Most commands applied in one transaction.
@@ -57,7 +57,7 @@ const MIN_BATCH_TIME: Duration = Duration::from_millis(250);
 type Reply = oneshot::Sender<Result<Outcome, DomainError>>;
 
 /// A batch's answers (one per command, in order) and its commit, which they wait for.
-type Applied = (Vec<Result<Outcome, DomainError>>, Commit);
+pub type Applied = (Vec<Result<Outcome, DomainError>>, Commit);
 
 struct Job {
     cmd: Command,
@@ -195,11 +195,6 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                 }
                 metrics::node().writer_queue.set((n + rx.len()) as i64);
                 worker.run_batch(std::mem::take(&mut jobs)).await;
-                // A pool connection goes back while there is nothing to do, so the pool's
-                // other users (registration, devices) are never starved by idle writers.
-                if rx.is_empty() && worker.conn.as_ref().is_some_and(WriteConnection::is_pooled) {
-                    worker.conn = None;
-                }
             }
             _ = stop.wait_for(|stop| *stop) => {
                 // Shutting down: refuse new commands, apply what is queued.
@@ -217,18 +212,18 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
 /// error, which may have been the connection's).
 async fn connection<'a>(
     store: &Store,
-    slot: &'a mut Option<WriteConnection>,
-) -> Result<&'a mut WriteConnection, StoreError> {
+    slot: &'a mut Option<Box<dyn WriteConnection>>,
+) -> Result<&'a mut dyn WriteConnection, StoreError> {
     Ok(match slot {
-        Some(conn) => conn,
-        None => slot.insert(store.write_connection().await?),
+        Some(conn) => conn.as_mut(),
+        None => slot.insert(store.write_connection().await?).as_mut(),
     })
 }
 
 /// One writer worker's state between batches.
 struct Worker<'s> {
     store: &'s Store,
-    conn: Option<WriteConnection>,
+    conn: Option<Box<dyn WriteConnection>>,
     /// Set when a batch found the database unreachable: until then, answer without trying.
     broken_until: Option<Instant>,
 }
@@ -362,10 +357,14 @@ fn answer(job: Job, result: Result<Outcome, DomainError>, synced: &Result<(), St
 /// One transaction for all `cmds`: load what they read (counters under lock), let the
 /// rules decide, store the result in a few multi-row statements, commit. Domain refusals
 /// are per command; a database error fails the batch (and nothing of it is committed).
+///
+/// Public for `tests/api/write_conformance.rs`, which runs the same batches through every
+/// engine's write side; the server itself calls it only from a writer worker.
+#[doc(hidden)]
 #[tracing::instrument(skip_all, fields(batch = cmds.len()), err)]
-async fn apply_batch(
+pub async fn apply_batch(
     store: &Store,
-    conn: &mut WriteConnection,
+    conn: &mut dyn WriteConnection,
     cmds: &[&Command],
 ) -> Result<Applied, StoreError> {
     // A pair's first messages, sent by both at once through two workers (PostgreSQL), may
@@ -383,7 +382,7 @@ async fn apply_batch(
 /// meanwhile (rolled back).
 async fn try_apply(
     store: &Store,
-    conn: &mut WriteConnection,
+    conn: &mut dyn WriteConnection,
     cmds: &[&Command],
 ) -> Result<Option<Applied>, StoreError> {
     let mut tx = conn.begin().await?;
@@ -429,7 +428,9 @@ async fn try_apply(
         .iter()
         .filter_map(|c| conversation_of(c, &before_lock))
         .chain(directs.values().cloned());
-    let conversations = tx.lock_conversations(conversation_ids).await?;
+    let conversations = tx
+        .lock_conversations(&LockOrder::new(conversation_ids))
+        .await?;
     let users = cmds
         .iter()
         .flat_map(|c| participants(c, &before_lock, &conversations));
@@ -451,7 +452,9 @@ async fn try_apply(
         .collect();
     // The counters under lock and the sends already stored under these tempIds (one round
     // trip on PostgreSQL).
-    let (locked, by_client_id) = tx.lock_and_load(users, &client_ids).await?;
+    let (locked, by_client_id) = tx
+        .lock_and_load(&LockOrder::new(users), &client_ids)
+        .await?;
     let missing: Vec<(String, String)> = pairs
         .iter()
         .filter(|p| !directs.contains_key(*p))

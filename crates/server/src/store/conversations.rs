@@ -60,52 +60,54 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, ConversationView>, StoreError> {
-        let mut found = HashMap::new();
         if ids.is_empty() {
-            return Ok(found);
+            return Ok(HashMap::new());
         }
-        let mut conn = self.read.acquire().await?;
-        for chunk in ids.chunks(400) {
-            let list = self.backend.params(1, chunk.len());
-            let sql = format!(
-                "SELECT id, kind, title, created_at, last_pos FROM conversations WHERE id IN ({list})"
-            );
-            let mut q = sqlx::query_as::<_, (String, String, Option<String>, Millis, i64)>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for (id, kind, title, created_at, last_pos) in q.fetch_all(&mut *conn).await? {
-                found.insert(
-                    id.clone(),
-                    ConversationView {
-                        id,
-                        kind,
-                        title,
-                        created_at,
-                        last_pos,
-                        members: Vec::new(),
-                    },
-                );
-            }
-            let sql = format!(
-                "SELECT cm.conversation_id, cm.user_id, u.name, u.email, cm.role, cm.joined_at, \
-                 cm.last_pos, cm.read_up_to_pos, cm.unread, cm.removed_at \
-                 FROM conversation_members cm JOIN users u ON u.id = cm.user_id \
-                 WHERE cm.conversation_id IN ({list}) ORDER BY cm.joined_at, cm.user_id"
-            );
-            let mut q = sqlx::query_as::<_, MemberView>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for m in q.fetch_all(&mut *conn).await? {
-                if let Some(c) = found.get_mut(&m.conversation_id) {
-                    c.members.push(m);
+        let backend = self.backend;
+        self.reads
+            .run(async |conn| {
+                let mut found = HashMap::new();
+                for chunk in ids.chunks(400) {
+                    let list = backend.params(1, chunk.len());
+                    let sql = format!(
+                        "SELECT id, kind, title, created_at, last_pos FROM conversations WHERE id IN ({list})"
+                    );
+                    let mut q = sqlx::query_as::<_, (String, String, Option<String>, Millis, i64)>(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    for (id, kind, title, created_at, last_pos) in q.fetch_all(&mut *conn).await? {
+                        found.insert(
+                            id.clone(),
+                            ConversationView {
+                                id,
+                                kind,
+                                title,
+                                created_at,
+                                last_pos,
+                                members: Vec::new(),
+                            },
+                        );
+                    }
+                    let sql = format!(
+                        "SELECT cm.conversation_id, cm.user_id, u.name, u.email, cm.role, cm.joined_at, \
+                         cm.last_pos, cm.read_up_to_pos, cm.unread, cm.removed_at \
+                         FROM conversation_members cm JOIN users u ON u.id = cm.user_id \
+                         WHERE cm.conversation_id IN ({list}) ORDER BY cm.joined_at, cm.user_id"
+                    );
+                    let mut q = sqlx::query_as::<_, MemberView>(&sql);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    for m in q.fetch_all(&mut *conn).await? {
+                        if let Some(c) = found.get_mut(&m.conversation_id) {
+                            c.members.push(m);
+                        }
+                    }
                 }
-            }
-        }
-        drop(conn);
-        self.settled().await;
-        Ok(found)
+                Ok(found)
+            })
+            .await
     }
 
     /// The direct conversation of two users, if they have one.
@@ -115,14 +117,17 @@ impl Store {
         b: &str,
     ) -> Result<Option<String>, StoreError> {
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        let id =
-            sqlx::query_scalar("SELECT id FROM conversations WHERE user_lo = $1 AND user_hi = $2")
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM conversations WHERE user_lo = $1 AND user_hi = $2",
+                )
                 .bind(lo)
                 .bind(hi)
-                .fetch_optional(&self.read)
-                .await?;
-        self.settled().await;
-        Ok(id)
+                .fetch_optional(conn)
+                .await?)
+            })
+            .await
     }
 
     /// `me`'s current conversations, most recent message first (ties, and conversations
@@ -135,19 +140,21 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Listed>, StoreError> {
         let (pos, id) = before.unwrap_or((i64::MAX, String::new()));
-        let listed = sqlx::query_as(
-            "SELECT conversation_id, last_pos, unread FROM conversation_members \
-             WHERE user_id = $1 AND removed_at IS NULL \
-               AND ($2 = '' OR last_pos < $3 OR (last_pos = $3 AND conversation_id < $2)) \
-             ORDER BY last_pos DESC, conversation_id DESC LIMIT $4",
-        )
-        .bind(me)
-        .bind(id)
-        .bind(pos)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        self.settled().await;
-        Ok(listed)
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT conversation_id, last_pos, unread FROM conversation_members \
+                     WHERE user_id = $1 AND removed_at IS NULL \
+                       AND ($2 = '' OR last_pos < $3 OR (last_pos = $3 AND conversation_id < $2)) \
+                     ORDER BY last_pos DESC, conversation_id DESC LIMIT $4",
+                )
+                .bind(me)
+                .bind(id)
+                .bind(pos)
+                .bind(limit)
+                .fetch_all(conn)
+                .await?)
+            })
+            .await
     }
 }

@@ -142,12 +142,18 @@ impl Store {
 
     /// `user`'s devices, most recently used first.
     pub async fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        // Only the pool writes devices: nothing to wait for.
+        let sql = format!(
             "{DEVICE_SELECT} WHERE user_id = $1 ORDER BY last_used_at DESC, created_at DESC, id DESC"
-        ))
-        .bind(user.as_string())
-        .fetch_all(&self.read)
-        .await?)
+        );
+        self.reads
+            .unsettled(async |conn| {
+                Ok(sqlx::query_as(&sql)
+                    .bind(user.as_string())
+                    .fetch_all(conn)
+                    .await?)
+            })
+            .await
     }
 
     /// Forgets a device its push service called invalid (token hygiene). By token, not by

@@ -96,19 +96,23 @@ async fn with_receipts(
 
 impl Store {
     pub async fn message_place(&self, id: MessageId) -> Result<Option<MessagePlace>, StoreError> {
-        let place =
-            sqlx::query_as("SELECT pos, conversation_id, sender_id FROM messages WHERE id = $1")
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT pos, conversation_id, sender_id FROM messages WHERE id = $1",
+                )
                 .bind(id.as_string())
-                .fetch_optional(&self.read)
-                .await?;
-        self.settled().await;
-        Ok(place)
+                .fetch_optional(conn)
+                .await?)
+            })
+            .await
     }
 
     pub async fn messages_by_ids(&self, ids: &[String]) -> Result<Vec<StoredMessage>, StoreError> {
-        let found = self.committed_messages_by_ids(ids).await?;
-        self.settled().await;
-        Ok(found)
+        let backend = self.backend;
+        self.reads
+            .run(async |conn| messages_by_ids(conn, backend, ids).await)
+            .await
     }
 
     /// [`Store::messages_by_ids`] without waiting for the syncer: for the writer, whose
@@ -120,8 +124,10 @@ impl Store {
         if self.reload_fails() {
             return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
         }
-        let mut conn = self.read.acquire().await?;
-        messages_by_ids(&mut conn, self.backend, ids).await
+        let backend = self.backend;
+        self.reads
+            .unsettled(async |conn| messages_by_ids(conn, backend, ids).await)
+            .await
     }
 
     /// Up to `limit` messages of `conversation` older than position `before` and not
@@ -137,18 +143,20 @@ impl Store {
             "{MESSAGE_SELECT} WHERE m.conversation_id = $1 AND m.pos < $2 AND m.pos <= $3 \
              ORDER BY m.pos DESC LIMIT $4"
         );
-        let mut conn = self.read.acquire().await?;
-        let mut rows = sqlx::query_as::<_, MessageRow>(&sql)
-            .bind(conversation)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(up_to.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-        rows.reverse();
-        let page = with_receipts(&mut conn, self.backend, rows).await?;
-        self.settled().await;
-        Ok(page)
+        let backend = self.backend;
+        self.reads
+            .run(async |conn| {
+                let mut rows = sqlx::query_as::<_, MessageRow>(&sql)
+                    .bind(conversation)
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(up_to.unwrap_or(i64::MAX))
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows.reverse();
+                with_receipts(conn, backend, rows).await
+            })
+            .await
     }
 
     /// Messages at these positions, receipts included.
@@ -160,15 +168,17 @@ impl Store {
             "{MESSAGE_SELECT} WHERE m.pos IN ({}) ORDER BY m.pos DESC",
             self.backend.params(1, positions.len())
         );
-        let mut conn = self.read.acquire().await?;
-        let mut q = sqlx::query_as::<_, MessageRow>(&sql);
-        for pos in positions {
-            q = q.bind(*pos);
-        }
-        let rows = q.fetch_all(&mut *conn).await?;
-        let messages = with_receipts(&mut conn, self.backend, rows).await?;
-        self.settled().await;
-        Ok(messages)
+        let backend = self.backend;
+        self.reads
+            .run(async |conn| {
+                let mut q = sqlx::query_as::<_, MessageRow>(&sql);
+                for pos in positions {
+                    q = q.bind(*pos);
+                }
+                let rows = q.fetch_all(&mut *conn).await?;
+                with_receipts(conn, backend, rows).await
+            })
+            .await
     }
 
     /// The brief's catch-up: messages of `me` created, edited, deleted or read (by anyone)
@@ -189,16 +199,18 @@ impl Store {
                           WHERE rr.message_id = m.id AND rr.read_at > $2)) \
              ORDER BY m.pos LIMIT $3"
         );
-        let mut conn = self.read.acquire().await?;
-        let rows = sqlx::query_as::<_, MessageRow>(&sql)
-            .bind(me.as_string())
-            .bind(since)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-        let messages = with_receipts(&mut conn, self.backend, rows).await?;
-        self.settled().await;
-        Ok(messages)
+        let backend = self.backend;
+        self.reads
+            .run(async |conn| {
+                let rows = sqlx::query_as::<_, MessageRow>(&sql)
+                    .bind(me.as_string())
+                    .bind(since)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                with_receipts(conn, backend, rows).await
+            })
+            .await
     }
 
     /// `me`'s changes after `since`, in order, at most `limit`.
@@ -208,54 +220,64 @@ impl Store {
         since: i64,
         limit: i64,
     ) -> Result<Vec<ChangeRow>, StoreError> {
-        let changes = sqlx::query_as(
-            "SELECT seq, kind, message_id, conversation_id, actor_id, at FROM changes \
-             WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(me.as_string())
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        self.settled().await;
-        Ok(changes)
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT seq, kind, message_id, conversation_id, actor_id, at FROM changes \
+                     WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(me.as_string())
+                .bind(since)
+                .bind(limit)
+                .fetch_all(conn)
+                .await?)
+            })
+            .await
     }
 
     /// The users `me` shares a conversation with (both members now).
     pub async fn partners(&self, me: UserId) -> Result<Vec<String>, StoreError> {
-        let partners = sqlx::query_scalar(
-            "SELECT DISTINCT o.user_id FROM conversation_members mine \
-             JOIN conversation_members o ON o.conversation_id = mine.conversation_id \
-             WHERE mine.user_id = $1 AND mine.removed_at IS NULL \
-               AND o.removed_at IS NULL AND o.user_id <> $1",
-        )
-        .bind(me.as_string())
-        .fetch_all(&self.read)
-        .await?;
-        self.settled().await;
-        Ok(partners)
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_scalar(
+                    "SELECT DISTINCT o.user_id FROM conversation_members mine \
+                     JOIN conversation_members o ON o.conversation_id = mine.conversation_id \
+                     WHERE mine.user_id = $1 AND mine.removed_at IS NULL \
+                       AND o.removed_at IS NULL AND o.user_id <> $1",
+                )
+                .bind(me.as_string())
+                .fetch_all(conn)
+                .await?)
+            })
+            .await
     }
 
     /// The last sequence number allocated to `me` (0 when nothing happened yet).
     pub async fn current_seq(&self, me: UserId) -> Result<i64, StoreError> {
-        let seq = sqlx::query_scalar("SELECT seq FROM user_seqs WHERE user_id = $1")
-            .bind(me.as_string())
-            .fetch_optional(&self.read)
-            .await?
-            .unwrap_or(0);
-        self.settled().await;
-        Ok(seq)
+        self.reads
+            .run(async |conn| {
+                Ok(
+                    sqlx::query_scalar("SELECT seq FROM user_seqs WHERE user_id = $1")
+                        .bind(me.as_string())
+                        .fetch_optional(conn)
+                        .await?
+                        .unwrap_or(0),
+                )
+            })
+            .await
     }
 
     /// Earlier contents of a message, oldest first (empty once it is deleted).
     pub async fn edit_history(&self, id: MessageId) -> Result<Vec<(String, Millis)>, StoreError> {
-        let history = sqlx::query_as(
-            "SELECT content, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
-        )
-        .bind(id.as_string())
-        .fetch_all(&self.read)
-        .await?;
-        self.settled().await;
-        Ok(history)
+        self.reads
+            .run(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT content, replaced_at FROM message_edits WHERE message_id = $1 ORDER BY id",
+                )
+                .bind(id.as_string())
+                .fetch_all(conn)
+                .await?)
+            })
+            .await
     }
 }

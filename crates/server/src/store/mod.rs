@@ -1,14 +1,17 @@
 //! Persistence on SQLite or PostgreSQL, chosen by `DATABASE_URL` at start-up.
 //!
-//! One implementation serves both backends through sqlx's `Any` driver: every statement is
-//! written in the SQL both engines accept (`$N` placeholders, `?` in generated lists on SQLite, `ON CONFLICT`, `RETURNING`,
+//! Reads and the pool's writes (registration, devices, tokens) are one implementation for
+//! both backends through sqlx's `Any` driver: every statement is written in the SQL both
+//! engines accept (`$N` placeholders, `?` in generated lists on SQLite, `ON CONFLICT`, `RETURNING`,
 //! integer times and flags), so there is one copy of each query, not two that drift apart.
 //! Where the engines really differ (row locks, connection set-up, DDL) [`Backend`] says which
 //! one we talk to, and each backend has its own migrations folder with the same versions.
 //!
 //! Writes go through a separate pool: on SQLite it has exactly one connection (SQLite has one
-//! writer anyway, and a single writer never meets `SQLITE_BUSY`); reads use the other pool and,
-//! with WAL, never wait for the writer.
+//! writer anyway, and a single writer never meets `SQLITE_BUSY`); reads use the other pool,
+//! owned by `reads::Reads` (a read of what the messaging writer wrote answers only once
+//! that is on disk), and, with WAL, never wait for the writer. The messaging writer's own
+//! transactions go through the write side's seam, [`writes`]: one implementation per engine.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,13 +24,19 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub mod conversations;
 mod devices;
 pub mod durable;
+mod memory_writes;
 mod messages;
 mod pg_writes;
+mod reads;
 mod rows;
 mod sqlite_writes;
 mod tokens;
 mod users;
 pub mod writes;
+
+use durable::{checkpoints, CheckpointPolicy};
+use reads::Reads;
+use writes::WriteConnection;
 
 pub use devices::{DeviceRecord, NewDevice};
 pub use rows::{MessageRow, StoredMessage};
@@ -51,12 +60,13 @@ impl Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
-    read: AnyPool,
+    /// Every read (see [`Reads`]).
+    reads: Reads,
     write: AnyPool,
     /// On a SQLite file: the file, where the messaging writer opens its own connection
-    /// (`writes::WriteConnection`), and the syncer of its WAL, through which the writer's
-    /// commits become durable. `None` on PostgreSQL and for an in-memory database, which
-    /// only the pool's connection can see.
+    /// (`sqlite_writes`), and the syncer of its WAL, through which the writer's commits
+    /// become durable. `None` on PostgreSQL and for an in-memory database, which only the
+    /// pool's connection can see.
     durable: Option<Arc<durable::Durable>>,
     /// On PostgreSQL: the messaging writers' connections, through sqlx's PostgreSQL driver
     /// (arrays as parameters, see `pg_writes`), one per writer worker, used by nobody else.
@@ -136,7 +146,7 @@ impl Store {
     }
 
     /// [`Store::connect_within`] with the SQLite checkpointer's policy (tests change it).
-    async fn connect_with(
+    pub(in crate::store) async fn connect_with(
         database_url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
@@ -223,7 +233,7 @@ impl Store {
         };
         let store = Store {
             backend,
-            read: write.clone(),
+            reads: Reads::new(write.clone(), durable.clone()),
             write,
             durable,
             pg_writer,
@@ -242,7 +252,10 @@ impl Store {
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoints(read.clone(), store.durable.clone(), checkpoint));
         }
-        Ok(Store { read, ..store })
+        Ok(Store {
+            reads: Reads::new(read, store.durable.clone()),
+            ..store
+        })
     }
 
     /// Holds the SQLite writer's fsyncs until the guard is dropped (tests).
@@ -277,12 +290,24 @@ impl Store {
         self.workers
     }
 
-    /// Waits until every commit of the messaging writer that a read may have seen is on
-    /// disk (see [`durable`]); at once where commits sync themselves.
+    /// Waits until every commit of the messaging writer begun so far is on disk (see
+    /// [`durable`]); at once where commits sync themselves. Reads do this by themselves
+    /// (`reads::Reads`); the writer waits so before it stops.
     pub async fn settled(&self) {
-        if let Some(durable) = &self.durable {
-            durable.settled().await;
+        self.reads.settled().await;
+    }
+
+    /// The messaging writer's connection, to the engine's implementation of the write side
+    /// ([`writes`]). Blocks its thread while a SQLite file opens: call it on the writer's
+    /// thread.
+    pub async fn write_connection(&self) -> Result<Box<dyn WriteConnection>, StoreError> {
+        if let Some(pool) = &self.pg_writer {
+            return Ok(Box::new(pg_writes::PgWrites::new(pool.acquire().await?)));
         }
+        Ok(match &self.durable {
+            Some(durable) => Box::new(sqlite_writes::SqliteWrites::open(durable.clone())?),
+            None => Box::new(memory_writes::MemoryWrites::new(self.write.clone())),
+        })
     }
 
     /// Waits until at most `commits` of the writer's commits wait for their fsync: the
@@ -297,7 +322,7 @@ impl Store {
     /// True when the database answers a trivial query, and no fsync of this node's writes
     /// has failed.
     pub async fn ping(&self) -> bool {
-        !self.durability_failed() && sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
+        !self.durability_failed() && self.reads.ping().await
     }
 
     /// True for good once an fsync of the SQLite writer's WAL has failed.
@@ -359,7 +384,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.read.close().await;
+        self.reads.close().await;
         self.write.close().await;
         if let Some(pool) = &self.pg_writer {
             pool.close().await;
@@ -371,115 +396,14 @@ impl Store {
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every SQLite connection's settings, the sqlx pools' and the writer's
-/// (`sqlite_writes::open`). WAL: readers never block the writer. synchronous=FULL: a commit
+/// (`sqlite_writes`). WAL: readers never block the writer. synchronous=FULL: a commit
 /// is on disk before it is acknowledged (docs/design.md, "Durability"); group commit pays for the fsync.
 /// busy_timeout: another writer (the messaging writer and the pool's writes share the file)
-/// or a checkpoint makes us wait, not fail. wal_autocheckpoint: see `checkpoints`.
+/// or a checkpoint makes us wait, not fail. wal_autocheckpoint: see `durable::checkpoints`.
 const SQLITE_SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
      PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000; \
      PRAGMA wal_autocheckpoint = 65536;";
-
-/// When the background checkpointer runs and when it has the WAL start over.
-#[derive(Debug, Clone, Copy)]
-struct CheckpointPolicy {
-    /// How often it copies committed pages from the WAL into the database.
-    every: Duration,
-    /// … and how often once the WAL is half way to `restart_at`: a writer at full speed
-    /// appends 10,000 frames in 100 ms, and the backstop must not come first.
-    soon: Duration,
-    /// WAL frames beyond which the WAL is to start over.
-    restart_at: i64,
-    /// A pass that copied fewer frames than this has caught up with the writer: the
-    /// writer can copy the rest in a few milliseconds.
-    caught_up: i64,
-    /// Passes in a row while catching up, at most (the writer may outrun the copy).
-    passes: usize,
-}
-
-impl CheckpointPolicy {
-    /// Every 250 ms; the WAL starts over past 40,960 frames (160 MiB of 4 KiB pages), well
-    /// before the writer's automatic checkpoint, the backstop, at 65,536 (256 MiB).
-    const SERVER: CheckpointPolicy = CheckpointPolicy {
-        every: Duration::from_millis(250),
-        soon: Duration::from_millis(50),
-        restart_at: 40_960,
-        caught_up: 2_048,
-        passes: 8,
-    };
-}
-
-/// SQLite's checkpoints, off the writer's path. By default the connection whose commit
-/// takes the WAL past 1,000 pages copies them into the database file then and there: the
-/// writer stalls, every few batches, and a page changed by many batches (the end of a
-/// user's index range) is written again each time. Here a read connection checkpoints
-/// every `policy.every` (PASSIVE: never blocks the writer), so each hot page is copied
-/// once per interval.
-///
-/// A checkpoint beside a writer that never pauses cannot reach the WAL's end, and only one
-/// that does lets the next commit start the WAL over. So once the WAL holds
-/// `policy.restart_at` frames, passes follow each other until one copies fewer than
-/// `policy.caught_up`, and then the writer is asked to copy the last few itself, between
-/// two batches (`durable`): a pause of 5–10 ms, mostly the two fsyncs any checkpoint
-/// needs, whatever the WAL's size (hence a large WAL, restarted seldom). The writer's own
-/// automatic checkpoint stays as the backstop at 65,536 frames: it copies everything since
-/// the last pass on the writer's path (15–20 ms at 25,000 messages/s).
-async fn checkpoints(
-    pool: AnyPool,
-    durable: Option<Arc<durable::Durable>>,
-    policy: CheckpointPolicy,
-) {
-    let mut wait = policy.every;
-    loop {
-        tokio::time::sleep(wait).await;
-        if pool.is_closed() {
-            return;
-        }
-        wait = policy.every;
-        let Some((log, mut copied)) = checkpoint_pass(&pool).await else {
-            continue;
-        };
-        if log >= policy.restart_at / 2 {
-            wait = policy.soon;
-        }
-        let Some(durable) = durable.as_ref().filter(|_| log >= policy.restart_at) else {
-            continue;
-        };
-        for _ in 0..policy.passes {
-            let Some((log, now_copied)) = checkpoint_pass(&pool).await else {
-                break;
-            };
-            // Copied little, and all there was when it started: a reader that still needs
-            // old frames would stop the writer's copy short too, so it is not asked then.
-            let caught_up =
-                now_copied - copied < policy.caught_up && log - now_copied < policy.caught_up;
-            copied = now_copied;
-            if caught_up {
-                durable.ask_to_finish_checkpoint();
-                wait = policy.every;
-                break;
-            }
-        }
-    }
-}
-
-/// One PASSIVE checkpoint: (frames in the WAL, frames copied into the database so far), or
-/// `None` when it failed (logged) or the database is not in WAL mode.
-async fn checkpoint_pass(pool: &AnyPool) -> Option<(i64, i64)> {
-    match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(pool)
-        .await
-    {
-        Ok((_, log, copied)) if log >= 0 => Some((log, copied)),
-        Ok(_) => None,
-        Err(e) => {
-            if !pool.is_closed() {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
-            }
-            None
-        }
-    }
-}
 
 /// Creates the SQLite file readable by its owner only (mode 0600) when it does not exist:
 /// it holds every message and, unless `JWT_SECRET` is set, the secret that signs tokens.
@@ -557,9 +481,10 @@ impl Backend {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::writes::{Commit, WriteConnection, Writes};
+    use super::durable::checkpoint_pass;
+    use super::writes::{Commit, LockOrder, WriteConnection, Writes};
     use super::*;
-    use crate::domain::{DisplayName, Email, UserId};
+    use crate::domain::{DisplayName, Email, MessageId, UserId};
 
     /// What the SQLite writer committed is visible at once but not yet on disk: a reader
     /// that saw it answers only after the syncer's fsync (here: only once the commit is
@@ -567,7 +492,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_of_the_writers_commit_waits_until_it_is_on_disk() {
         let (store, user, mut conn, _dir) = quiet_store().await;
-        let commit = write_seq(&mut conn, user, 7).await;
+        let commit = write_seq(&mut *conn, user, 7).await;
 
         let reader = {
             let store = store.clone();
@@ -586,9 +511,63 @@ mod tests {
         assert_eq!(reader.await.unwrap(), 7);
     }
 
+    /// Every read of what the messaging writer writes goes through `Reads::run`: with one
+    /// of the writer's commits not yet on disk, none of them answers.
+    #[tokio::test]
+    async fn every_read_of_the_writers_tables_waits_until_its_commits_are_on_disk() {
+        let (store, user, mut conn, _dir) = quiet_store().await;
+        let commit = write_seq(&mut *conn, user, 7).await;
+        let message = MessageId::new();
+        let other: &'static str = "00000000-0000-4000-8000-000000000001";
+        macro_rules! read {
+            ($name:literal, |$s:ident| $read:expr) => {{
+                let $s = store.clone();
+                let task = tokio::spawn(async move {
+                    $read.await.unwrap();
+                });
+                ($name, task)
+            }};
+        }
+        let reads = vec![
+            read!("current_seq", |s| s.current_seq(user)),
+            read!("changes_since", |s| s.changes_since(user, 0, 10)),
+            read!("messages_by_ids", |s| s
+                .messages_by_ids(&[other.to_string()])),
+            read!("message_place", |s| s.message_place(message)),
+            read!("conversation_page", |s| s
+                .conversation_page(other, None, None, 10)),
+            read!("messages_at", |s| s.messages_at(&[1])),
+            read!("messages_changed_since", |s| s
+                .messages_changed_since(user, 0, 10)),
+            read!("partners", |s| s.partners(user)),
+            read!("edit_history", |s| s.edit_history(message)),
+            read!("conversation_views", |s| s
+                .conversation_views(&[other.to_string()])),
+            read!("direct_conversation", |s| s
+                .direct_conversation(other, other)),
+            read!("listed_conversations", |s| s
+                .listed_conversations(other, None, 10)),
+        ];
+        let durable = store.durable.clone().unwrap();
+        while durable.waiting() < reads.len() && !reads.iter().any(|(_, r)| r.is_finished()) {
+            tokio::task::yield_now().await; // each reads, then waits
+        }
+        for (name, read) in &reads {
+            assert!(
+                !read.is_finished(),
+                "{name} answered before the commit was synced"
+            );
+        }
+
+        commit.when_durable(|synced| synced.unwrap());
+        for (_, read) in reads {
+            read.await.unwrap();
+        }
+    }
+
     /// A store on a fresh SQLite file whose own checkpointer never runs, one user, and the
     /// writer's connection.
-    async fn quiet_store() -> (Store, UserId, WriteConnection, tempfile::TempDir) {
+    async fn quiet_store() -> (Store, UserId, Box<dyn WriteConnection>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("n.db").display());
         let never = CheckpointPolicy {
@@ -611,16 +590,18 @@ mod tests {
 
     /// One commit of the writer, `user`'s change counter set to `seq` (a frame or two),
     /// answered once it is on disk.
-    async fn commit_seq(conn: &mut WriteConnection, user: UserId, seq: i64) {
+    async fn commit_seq(conn: &mut dyn WriteConnection, user: UserId, seq: i64) {
         write_seq(conn, user, seq)
             .await
             .when_durable(|synced| synced.unwrap());
     }
 
     /// The same commit, on its way to disk.
-    async fn write_seq(conn: &mut WriteConnection, user: UserId, seq: i64) -> Commit {
+    async fn write_seq(conn: &mut dyn WriteConnection, user: UserId, seq: i64) -> Commit {
         let mut tx = conn.begin().await.unwrap();
-        tx.lock_users([user.as_string()]).await.unwrap();
+        tx.lock_and_load(&LockOrder::new([user.as_string()]), &[])
+            .await
+            .unwrap();
         let counters = BTreeMap::from([(user.as_string(), seq)]);
         tx.write(&Writes {
             conversations: &[],
@@ -658,12 +639,12 @@ mod tests {
     #[tokio::test]
     async fn asked_to_finish_the_checkpoint_the_writer_lets_the_wal_start_over() {
         let (store, user, mut conn, _dir) = quiet_store().await;
-        commit_seq(&mut conn, user, 1).await;
-        checkpoint_pass(&store.read).await.unwrap();
-        commit_seq(&mut conn, user, 2).await; // a frame no pass copied
+        commit_seq(&mut *conn, user, 1).await;
+        checkpoint_pass(store.reads.pool()).await.unwrap();
+        commit_seq(&mut *conn, user, 2).await; // a frame no pass copied
 
         let before = wal_salts(&store);
-        commit_seq(&mut conn, user, 3).await;
+        commit_seq(&mut *conn, user, 3).await;
         assert_eq!(
             wal_salts(&store),
             before,
@@ -671,7 +652,7 @@ mod tests {
         );
 
         store.durable.as_ref().unwrap().ask_to_finish_checkpoint();
-        commit_seq(&mut conn, user, 4).await;
+        commit_seq(&mut *conn, user, 4).await;
         assert_ne!(wal_salts(&store), before, "the WAL did not start over");
         assert!(!store.durable.as_ref().unwrap().checkpoint_requested());
         assert_eq!(store.current_seq(user).await.unwrap(), 4);
@@ -682,9 +663,9 @@ mod tests {
     #[tokio::test]
     async fn the_checkpointer_asks_the_writer_once_the_wal_is_large() {
         let (store, user, mut conn, _dir) = quiet_store().await;
-        commit_seq(&mut conn, user, 1).await;
-        checkpoint_pass(&store.read).await.unwrap();
-        commit_seq(&mut conn, user, 2).await; // starts the WAL over: a frame or two
+        commit_seq(&mut *conn, user, 1).await;
+        checkpoint_pass(store.reads.pool()).await.unwrap();
+        commit_seq(&mut *conn, user, 2).await; // starts the WAL over: a frame or two
         let policy = CheckpointPolicy {
             every: Duration::from_millis(1),
             soon: Duration::from_millis(1),
@@ -693,14 +674,14 @@ mod tests {
             passes: 8,
         };
         tokio::spawn(checkpoints(
-            store.read.clone(),
+            store.reads.pool().clone(),
             store.durable.clone(),
             policy,
         ));
         let durable = store.durable.clone().unwrap();
         for _ in 0..10 {
             // The checkpointer runs meanwhile (and may make this pass find it busy).
-            let _ = checkpoint_pass(&store.read).await;
+            let _ = checkpoint_pass(store.reads.pool()).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
@@ -710,10 +691,10 @@ mod tests {
 
         // A writer that does not pause: these commits never yield to the checkpointer.
         for seq in 3..=50 {
-            commit_seq(&mut conn, user, seq).await;
+            commit_seq(&mut *conn, user, seq).await;
         }
         let frames = loop {
-            if let Some((frames, _)) = checkpoint_pass(&store.read).await {
+            if let Some((frames, _)) = checkpoint_pass(store.reads.pool()).await {
                 break frames; // None: the checkpointer's pass was running
             }
         };

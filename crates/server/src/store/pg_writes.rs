@@ -16,29 +16,41 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use sqlx::{Connection, Postgres, Transaction};
 
 use super::writes::{
-    attach_members, conversation_from, member_from, ConversationState, LockedUser, MessageState,
-    ReceiptTable, Writes, CONVERSATION_COLUMNS, MEMBER_COLUMNS, STATE_AND_HISTORY_COLUMNS,
-    STATE_COLUMNS,
+    attach_members, conversation_from, member_from, Commit, ConversationState, Loaded, LockOrder,
+    LockedUser, MessageState, NewMessage, ReceiptTable, WriteConnection, WriteTx, Writes,
+    CONVERSATION_COLUMNS, MEMBER_COLUMNS, STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS,
 };
 use super::StoreError;
 use crate::clock::Millis;
 
-/// The writer's connection.
-pub(super) type PgConn = PoolConnection<Postgres>;
-
-/// One transaction.
-pub(super) struct PgTx<'c> {
-    pub(super) tx: Transaction<'c, Postgres>,
+/// The writer's connection, from the writers' own pool.
+pub(super) struct PgWrites {
+    conn: PoolConnection<Postgres>,
 }
 
-pub(super) async fn begin(conn: &mut PgConnection) -> Result<PgTx<'_>, StoreError> {
-    Ok(PgTx {
-        tx: conn.begin().await?,
-    })
+impl PgWrites {
+    pub(super) fn new(conn: PoolConnection<Postgres>) -> PgWrites {
+        PgWrites { conn }
+    }
+}
+
+#[async_trait(?Send)]
+impl WriteConnection for PgWrites {
+    async fn begin(&mut self) -> Result<Box<dyn WriteTx + '_>, StoreError> {
+        Ok(Box::new(PgTx {
+            tx: self.conn.begin().await?,
+        }))
+    }
+}
+
+/// One transaction.
+struct PgTx<'c> {
+    tx: Transaction<'c, Postgres>,
 }
 
 /// The counters (with each user's name and e-mail) and, in the same statement, the
@@ -130,26 +142,20 @@ WITH m AS (
 )
 SELECT id, pos FROM m";
 
-impl PgTx<'_> {
-    /// See `WriteTx::lock_and_load`.
-    #[allow(clippy::type_complexity)]
-    pub(super) async fn lock_and_load(
+#[async_trait(?Send)]
+impl WriteTx for PgTx<'_> {
+    /// One statement: the counters under lock and the messages of the keys.
+    async fn lock_and_load(
         &mut self,
-        sorted_users: &[String],
+        users: &LockOrder,
         client_ids: &[(String, String)],
-    ) -> Result<
-        (
-            BTreeMap<String, LockedUser>,
-            HashMap<(String, String), MessageState>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<Loaded, StoreError> {
         let (senders, cids): (Vec<&str>, Vec<&str>) = client_ids
             .iter()
             .map(|(s, c)| (s.as_str(), c.as_str()))
             .unzip();
         let rows: Vec<LoadRow> = sqlx::query_as(LOAD)
-            .bind(sorted_users)
+            .bind(users.ids())
             .bind(&senders)
             .bind(&cids)
             .fetch_all(&mut *self.tx)
@@ -202,7 +208,7 @@ impl PgTx<'_> {
         Ok((locked, known))
     }
 
-    pub(super) async fn message_states(
+    async fn message_states(
         &mut self,
         ids: &[String],
     ) -> Result<HashMap<String, MessageState>, StoreError> {
@@ -218,7 +224,7 @@ impl PgTx<'_> {
         Ok(found.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
-    pub(super) async fn receipts_of(
+    async fn receipts_of(
         &mut self,
         ids: &[String],
     ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
@@ -245,7 +251,7 @@ impl PgTx<'_> {
             .collect())
     }
 
-    pub(super) async fn direct_conversations(
+    async fn direct_conversations(
         &mut self,
         pairs: &[(String, String)],
     ) -> Result<HashMap<(String, String), String>, StoreError> {
@@ -266,10 +272,14 @@ impl PgTx<'_> {
     }
 
     /// The conversations under lock (`FOR UPDATE`, in id order), then their members.
-    pub(super) async fn lock_conversations(
+    async fn lock_conversations(
         &mut self,
-        sorted: &[String],
+        ids: &LockOrder,
     ) -> Result<HashMap<String, ConversationState>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sorted = ids.ids();
         type Row = (
             String,
             String,
@@ -316,7 +326,7 @@ impl PgTx<'_> {
         Ok(found)
     }
 
-    pub(super) async fn unread_between(
+    async fn unread_between(
         &mut self,
         conversation: &str,
         reader: &str,
@@ -340,10 +350,7 @@ impl PgTx<'_> {
 
     /// Stores a batch's writes: one statement for its messages, conversations, change log
     /// and counters, one more per kind of edit, delete or receipt it holds.
-    pub(super) async fn write(
-        &mut self,
-        w: &Writes<'_>,
-    ) -> Result<HashMap<String, i64>, StoreError> {
+    async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
         let mut positions = HashMap::new();
         if !w.messages.is_empty()
             || !w.changes.is_empty()
@@ -409,9 +416,17 @@ impl PgTx<'_> {
         Ok(positions)
     }
 
+    /// Durable when it returns (`synchronous_commit=on`).
+    async fn commit(self: Box<Self>) -> Result<Commit, StoreError> {
+        self.tx.commit().await?;
+        Ok(Commit::durable())
+    }
+}
+
+impl PgTx<'_> {
     async fn write_rows(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
         let ms = w.messages;
-        let col = |f: fn(&super::writes::NewMessage) -> &str| ms.iter().map(f).collect::<Vec<_>>();
+        let col = |f: fn(&NewMessage) -> &str| ms.iter().map(f).collect::<Vec<_>>();
         let ids = col(|m| &m.id);
         let senders = col(|m| &m.sender_id);
         let receivers: Vec<Option<&str>> = ms.iter().map(|m| m.receiver_id.as_deref()).collect();

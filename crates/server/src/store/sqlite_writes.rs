@@ -1,31 +1,141 @@
-//! The write transaction on SQLite, through rusqlite on the writer's own thread.
+//! The write transaction on an SQLite file, through rusqlite on the writer's own thread.
 //!
-//! The same operations as the sqlx path in `writes.rs`, with the same SQL, but executed in
-//! process: sqlx runs each SQLite connection on a worker thread of its own, so every
-//! statement of a batch is a round trip between two threads (and each multi-row statement
-//! one more compile, since batch sizes vary). A batch is a chain of such statements; under
-//! load each hop waited for a busy core, and the hops, not SQLite, bounded the single
-//! writer. Here every statement is prepared once and run on the calling thread, which is
-//! the writer's, so a blocking call costs nobody else anything.
+//! sqlx runs each SQLite connection on a worker thread of its own, so every statement of a
+//! batch would be a round trip between two threads (and each multi-row statement one more
+//! compile, since batch sizes vary). A batch is a chain of such statements; under load each
+//! hop waited for a busy core, and the hops, not SQLite, bounded the single writer. Here
+//! every statement is prepared once and run on the calling thread, which is the writer's,
+//! so a blocking call costs nobody else anything. Commits are made durable by the syncer
+//! (`durable`), beside the writer.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::durable::{finish_checkpoint, Durable};
 use super::writes::{
-    attach_members, conversation_from, member_from, resolved, ConversationState, LockedUser,
-    MessageState, ReceiptTable, Writes, CONVERSATION_COLUMNS, MEMBER_COLUMNS,
-    STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS, UPSERT_CONVERSATION, UPSERT_MEMBER,
+    attach_members, conversation_from, member_from, resolved, Commit, ConversationState, Loaded,
+    LockOrder, LockedUser, MessageState, ReceiptTable, WriteConnection, WriteTx, Writes,
+    CONVERSATION_COLUMNS, MEMBER_COLUMNS, STATE_AND_HISTORY_COLUMNS, STATE_COLUMNS,
+    UPSERT_CONVERSATION, UPSERT_MEMBER,
 };
 use super::{StoreError, SQLITE_SETTINGS};
 use crate::clock::Millis;
+
+/// The writer's connection to the file, and the syncer of the file's WAL.
+pub(super) struct SqliteWrites {
+    conn: Connection,
+    durable: Arc<Durable>,
+}
+
+impl SqliteWrites {
+    /// Opens the writer's connection (blocks the thread while the file opens: call it on
+    /// the writer's thread).
+    pub(super) fn open(durable: Arc<Durable>) -> Result<SqliteWrites, StoreError> {
+        Ok(SqliteWrites {
+            conn: open(durable.database())?,
+            durable,
+        })
+    }
+}
+
+#[async_trait(?Send)]
+impl WriteConnection for SqliteWrites {
+    async fn begin(&mut self) -> Result<Box<dyn WriteTx + '_>, StoreError> {
+        // Between two batches: the few frames the checkpointer left (see `durable`).
+        finish_checkpoint(&self.durable, &self.conn);
+        // Holds SQLite's write lock from its first statement: the counters it reads cannot
+        // change before it commits.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteTx {
+            tx,
+            durable: &self.durable,
+        }))
+    }
+}
+
+struct SqliteTx<'c> {
+    tx: Transaction<'c>,
+    durable: &'c Arc<Durable>,
+}
+
+#[async_trait(?Send)]
+impl WriteTx for SqliteTx<'_> {
+    async fn message_states(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<String, MessageState>, StoreError> {
+        message_states(&self.tx, ids)
+    }
+
+    async fn direct_conversations(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), String>, StoreError> {
+        direct_conversations(&self.tx, pairs)
+    }
+
+    async fn lock_conversations(
+        &mut self,
+        ids: &LockOrder,
+    ) -> Result<HashMap<String, ConversationState>, StoreError> {
+        lock_conversations(&self.tx, ids.ids())
+    }
+
+    async fn lock_and_load(
+        &mut self,
+        users: &LockOrder,
+        client_ids: &[(String, String)],
+    ) -> Result<Loaded, StoreError> {
+        let locked = lock_users(&self.tx, users.ids())?;
+        Ok((locked, messages_by_client_ids(&self.tx, client_ids)?))
+    }
+
+    async fn receipts_of(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
+        receipts_of(&self.tx, ids)
+    }
+
+    async fn unread_between(
+        &mut self,
+        conversation: &str,
+        reader: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<MessageState>, StoreError> {
+        unread_between(&self.tx, conversation, reader, after, up_to)
+    }
+
+    async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
+        write(&self.tx, w)
+    }
+
+    /// The commit takes its number from the syncer before it runs, so a reader that sees
+    /// it also waits for it (`Reads::run`).
+    async fn commit(self: Box<Self>) -> Result<Commit, StoreError> {
+        let SqliteTx { tx, durable } = *self;
+        let n = durable.begin_commit();
+        match tx.commit() {
+            Ok(()) => Ok(Commit::synced_by(durable.clone(), n)),
+            Err(e) => {
+                durable.after(n, None);
+                Err(e.into())
+            }
+        }
+    }
+}
 
 /// Opens the writer's connection with the settings of every other connection to the file
 /// (`SQLITE_SETTINGS`: WAL, checkpoints left to the background checkpointer) except one: its
 /// commits do not wait for the fsync of the WAL, which the syncer thread does for them
 /// (`durable`); nobody is answered before that fsync.
-pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch(SQLITE_SETTINGS)?;
     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
@@ -33,19 +143,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Copies the WAL's frames into the database (PASSIVE: what no reader still needs), so that
-/// the next transaction can start the WAL over.
-pub(super) fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
-    Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?)
-}
-
-/// Starts a transaction that holds SQLite's write lock from its first statement: the
-/// counters it reads cannot change before it commits.
-pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
-    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
-}
-
-pub(super) fn lock_users(
+fn lock_users(
     tx: &Transaction<'_>,
     users: &[String],
 ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
@@ -95,7 +193,7 @@ fn state_and_history(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
     })
 }
 
-pub(super) fn message_states(
+fn message_states(
     tx: &Transaction<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, MessageState>, StoreError> {
@@ -111,7 +209,7 @@ pub(super) fn message_states(
     Ok(states)
 }
 
-pub(super) fn messages_by_client_ids(
+fn messages_by_client_ids(
     tx: &Transaction<'_>,
     keys: &[(String, String)],
 ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
@@ -127,7 +225,7 @@ pub(super) fn messages_by_client_ids(
     Ok(found)
 }
 
-pub(super) fn receipts_of(
+fn receipts_of(
     tx: &Transaction<'_>,
     ids: &[String],
 ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
@@ -148,7 +246,7 @@ pub(super) fn receipts_of(
     Ok(found)
 }
 
-pub(super) fn direct_conversations(
+fn direct_conversations(
     tx: &Transaction<'_>,
     pairs: &[(String, String)],
 ) -> Result<HashMap<(String, String), String>, StoreError> {
@@ -166,7 +264,7 @@ pub(super) fn direct_conversations(
     Ok(found)
 }
 
-pub(super) fn lock_conversations(
+fn lock_conversations(
     tx: &Transaction<'_>,
     ids: &[String],
 ) -> Result<HashMap<String, ConversationState>, StoreError> {
@@ -214,7 +312,7 @@ pub(super) fn lock_conversations(
     Ok(found)
 }
 
-pub(super) fn unread_between(
+fn unread_between(
     tx: &Transaction<'_>,
     conversation: &str,
     reader: &str,
@@ -231,7 +329,7 @@ pub(super) fn unread_between(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// A unique violation on insert is a `Conflict`, like on the sqlx path.
+/// A unique violation on insert is a `Conflict`, as on the other engines.
 fn from_insert(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation)
@@ -249,10 +347,7 @@ fn from_insert(e: rusqlite::Error) -> StoreError {
     }
 }
 
-pub(super) fn write(
-    tx: &Transaction<'_>,
-    w: &Writes<'_>,
-) -> Result<HashMap<String, i64>, StoreError> {
+fn write(tx: &Transaction<'_>, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
     let one_row = |n: usize| {
         format!(
             "({})",

@@ -21,15 +21,21 @@ impl Store {
         user: UserId,
         jti: &str,
     ) -> Result<Option<TokenState>, StoreError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT u.tokens_valid_from, \
-                    (SELECT COUNT(*) FROM revoked_tokens r WHERE r.jti = $2) \
-             FROM users u WHERE u.id = $1",
-        )
-        .bind(user.as_string())
-        .bind(jti)
-        .fetch_optional(&self.read)
-        .await?;
+        // Only the pool writes users and revoked tokens: nothing to wait for.
+        let row: Option<(i64, i64)> = self
+            .reads
+            .unsettled(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT u.tokens_valid_from, \
+                            (SELECT COUNT(*) FROM revoked_tokens r WHERE r.jti = $2) \
+                     FROM users u WHERE u.id = $1",
+                )
+                .bind(user.as_string())
+                .bind(jti)
+                .fetch_optional(conn)
+                .await?)
+            })
+            .await?;
         Ok(row.map(|(valid_from, revoked)| TokenState {
             valid_from,
             revoked: revoked > 0,

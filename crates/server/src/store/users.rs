@@ -64,22 +64,34 @@ impl Store {
         })
     }
 
+    // Only the pool writes users: their reads have nothing to wait for (`Reads::unsettled`).
+
     pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, name, email, password_hash FROM users WHERE email = $1")
+        self.reads
+            .unsettled(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, email, password_hash FROM users WHERE email = $1",
+                )
                 .bind(email.as_str())
-                .fetch_optional(&self.read)
-                .await?,
-        )
+                .fetch_optional(conn)
+                .await?)
+            })
+            .await
     }
 
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, name, email, password_hash FROM users WHERE id = $1")
-                .bind(id.as_string())
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        self.reads
+            .unsettled(async |conn| {
+                Ok(
+                    sqlx::query_as(
+                        "SELECT id, name, email, password_hash FROM users WHERE id = $1",
+                    )
+                    .bind(id.as_string())
+                    .fetch_optional(conn)
+                    .await?,
+                )
+            })
+            .await
     }
 
     /// Users other than `me` whose name contains `term` (case-insensitive), or whose
@@ -97,16 +109,20 @@ impl Store {
             .replace('%', "\\%")
             .replace('_', "\\_");
         let pattern = format!("%{escaped}%");
-        Ok(sqlx::query_as(
-            "SELECT id, name, email, password_hash FROM users \
-             WHERE id <> $1 AND (LOWER(name) LIKE $2 ESCAPE '\\' OR email = $3) \
-             ORDER BY LOWER(name), id LIMIT $4",
-        )
-        .bind(me.as_string())
-        .bind(pattern)
-        .bind(exact_email.map(Email::as_str).unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
+        self.reads
+            .unsettled(async |conn| {
+                Ok(sqlx::query_as(
+                    "SELECT id, name, email, password_hash FROM users \
+                     WHERE id <> $1 AND (LOWER(name) LIKE $2 ESCAPE '\\' OR email = $3) \
+                     ORDER BY LOWER(name), id LIMIT $4",
+                )
+                .bind(me.as_string())
+                .bind(pattern)
+                .bind(exact_email.map(Email::as_str).unwrap_or(""))
+                .bind(limit)
+                .fetch_all(conn)
+                .await?)
+            })
+            .await
     }
 }

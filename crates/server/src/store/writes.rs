@@ -1,28 +1,29 @@
-//! The write side of one transaction: loading what a batch of commands reads, and storing
-//! what it writes in a few multi-row statements. The messaging layer decides what to write
-//! (every rule lives there); this module only knows how.
+//! The write side's seam: what the messaging writer asks of a database engine for one batch
+//! of commands, as one trait pair, [`WriteConnection`] and [`WriteTx`] (batch in, rows out),
+//! and the rows that cross it. The messaging layer decides what to write (every rule lives
+//! there); an engine only knows how to load what a batch reads and store what it writes.
+//!
+//! One implementation per engine, each in its own file, chosen once when the writer takes
+//! its connection ([`super::Store::write_connection`]):
+//! - `sqlite_writes`: an SQLite file, through rusqlite on the writer's own thread, one
+//!   prepared statement per row; its commits are made durable by the syncer (`durable`).
+//! - `pg_writes`: PostgreSQL, through sqlx's PostgreSQL driver, rows as arrays, a batch in
+//!   four round trips; `COMMIT` is durable.
+//! - `memory_writes`: an in-memory SQLite database, through the sqlx pool's one connection
+//!   (the only one that can see it), borrowed for each transaction; multi-row statements.
+//!
+//! The engines run different SQL; `tests/api/write_conformance.rs` runs the same batches
+//! through each and compares the rows they leave.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use nexus_protocol::ChangeType;
-use sqlx::any::AnyArguments;
-use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::{Any, Connection, Transaction};
 
 use super::durable::{AfterSync, Durable};
-use super::pg_writes::{self, PgConn, PgTx};
-use super::{sqlite_writes, Backend, Store, StoreError};
+use super::StoreError;
 use crate::clock::Millis;
-
-/// Ids per `IN (…)` list.
-const CHUNK: usize = 400;
-
-/// Rows per multi-row `INSERT`: a whole batch (`messaging::writer::MAX_BATCH`) in one
-/// statement per table, within both engines' parameter limits. Generated statements use
-/// anonymous `?` on SQLite (`Backend::param`), so binding stays linear in their size.
-const ROWS: usize = 512;
 
 /// What the rules need to know about an existing message.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
@@ -114,7 +115,7 @@ pub(super) const CONVERSATION_COLUMNS: &str =
 pub(super) const MEMBER_COLUMNS: &str =
     "conversation_id, user_id, role, joined_at, last_pos, read_up_to_pos, unread, removed_at";
 
-type ConversationTuple = (
+pub(super) type ConversationTuple = (
     String,
     String,
     Option<String>,
@@ -123,7 +124,7 @@ type ConversationTuple = (
     Millis,
     i64,
 );
-type MemberTuple = (
+pub(super) type MemberTuple = (
     String,
     String,
     String,
@@ -249,27 +250,113 @@ pub struct Writes<'a> {
     pub now: Millis,
 }
 
-/// A connection for the writer, held by one writer for as long as it works: taking it
-/// from the pool for every batch would put a pool round trip (and a task switch) on the
-/// critical path of every commit. On a SQLite file it is an in-process rusqlite
-/// connection (`sqlite_writes`); on PostgreSQL a connection of the writers' own pool
-/// (`pg_writes`); for an in-memory SQLite database the pool's one connection.
-pub struct WriteConnection {
-    conn: Conn,
-    /// The WAL syncer, for a connection whose commits do not sync themselves.
-    durable: Option<Arc<Durable>>,
+/// The writer's connection to one engine, held by one writer for as long as it works:
+/// taking it from a pool for every batch would put a pool round trip (and a task switch) on
+/// the critical path of every commit.
+#[async_trait(?Send)]
+pub trait WriteConnection {
+    /// Starts a write transaction; dropped without [`WriteTx::commit`], it rolls back.
+    async fn begin(&mut self) -> Result<Box<dyn WriteTx + '_>, StoreError>;
 }
 
-enum Conn {
-    Pool(PoolConnection<Any>, Backend),
-    Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+/// One write transaction of the messaging writer: the loads a batch needs (counters and
+/// conversations under lock, existing messages, receipts), the batch's rows, the commit.
+/// Every engine answers each call with the same rows for the same database
+/// (`tests/api/write_conformance.rs`).
+#[async_trait(?Send)]
+pub trait WriteTx {
+    /// The messages with these ids (missing ids are absent), with the size of their edit
+    /// history.
+    async fn message_states(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<String, MessageState>, StoreError>;
+
+    /// The direct conversations of these pairs (smaller id first) that exist.
+    async fn direct_conversations(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<HashMap<(String, String), String>, StoreError>;
+
+    /// The conversations with these ids and all their member rows, locked (on PostgreSQL,
+    /// in id order, before any counter: every transaction takes conversations first, then
+    /// counters, each in [`LockOrder`], so none waits for another in a cycle). While a
+    /// transaction holds a conversation nobody else changes its members. Unknown ids are
+    /// absent.
+    async fn lock_conversations(
+        &mut self,
+        ids: &LockOrder,
+    ) -> Result<HashMap<String, ConversationState>, StoreError>;
+
+    /// The change counters of `users` under lock, with each user's name and e-mail
+    /// (unknown users are absent), and the messages already stored under the (sender,
+    /// client message id) keys `client_ids`.
+    ///
+    /// On PostgreSQL the row locks are held until commit, which is what makes sequence
+    /// numbers follow commit order; it is one statement there, so one round trip, and its
+    /// lookup reads what was committed when the statement began, which may be before the
+    /// locks were granted: a message another writer committed meanwhile under the same key
+    /// is not seen, and the insert then meets the unique index instead (the batch fails and
+    /// its commands are retried one by one, which finds it). On SQLite the transaction
+    /// holds the database's single write lock from its start, which serialises writers the
+    /// same way.
+    async fn lock_and_load(
+        &mut self,
+        users: &LockOrder,
+        client_ids: &[(String, String)],
+    ) -> Result<Loaded, StoreError>;
+
+    /// The receipts stored for these messages, by (message, user, table), with their time.
+    async fn receipts_of(
+        &mut self,
+        ids: &[String],
+    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError>;
+
+    /// Messages of `conversation` after position `after` up to `up_to` not sent by
+    /// `reader`, not deleted and not yet read by `reader`, oldest first.
+    async fn unread_between(
+        &mut self,
+        conversation: &str,
+        reader: &str,
+        after: i64,
+        up_to: i64,
+    ) -> Result<Vec<MessageState>, StoreError>;
+
+    /// Stores a batch's rows, all or nothing with the transaction. New messages get their
+    /// history position back. A message or new conversation whose key is taken is
+    /// [`StoreError::Conflict`]; any failure leaves the transaction to be dropped.
+    async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Commits, and says when the commit is durable.
+    async fn commit(self: Box<Self>) -> Result<Commit, StoreError>;
 }
 
-/// One write transaction. Dropped without `commit`, it rolls back.
-pub struct WriteTx<'c> {
-    tx: Tx<'c>,
-    durable: Option<Arc<Durable>>,
+/// What [`WriteTx::lock_and_load`] answers: the locked counters by user, and the messages
+/// already stored by (sender, client message id).
+pub type Loaded = (
+    BTreeMap<String, LockedUser>,
+    HashMap<(String, String), MessageState>,
+);
+
+/// Ids in the order their rows are locked: sorted, each once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockOrder(Vec<String>);
+
+impl LockOrder {
+    pub fn new(ids: impl IntoIterator<Item = String>) -> LockOrder {
+        let mut sorted: Vec<String> = ids.into_iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        LockOrder(sorted)
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A committed transaction on its way to disk.
@@ -279,255 +366,26 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Runs `then` once the commit is on disk: at once where the commit synced itself
-    /// (PostgreSQL, the pool's SQLite connections), after the WAL's fsync on the SQLite
-    /// writer, on the syncer's thread. An `Err` means the fsync failed: the change is
-    /// committed but may not survive a crash.
+    /// A commit that was durable when it returned (PostgreSQL, the pool's SQLite
+    /// connections).
+    pub(super) fn durable() -> Commit {
+        Commit { pending: None }
+    }
+
+    /// A commit numbered `commit` by the syncer `durable`, durable once that has synced it.
+    pub(super) fn synced_by(durable: Arc<Durable>, commit: u64) -> Commit {
+        Commit {
+            pending: Some((durable, commit)),
+        }
+    }
+
+    /// Runs `then` once the commit is on disk: at once where the commit synced itself,
+    /// after the WAL's fsync on the SQLite writer, on the syncer's thread. An `Err` means
+    /// the fsync failed: the change is committed but may not survive a crash.
     pub fn when_durable(self, then: impl FnOnce(Result<(), String>) + Send + 'static) {
         match self.pending {
             None => then(Ok(())),
             Some((durable, commit)) => durable.after(commit, Some(Box::new(then) as AfterSync)),
-        }
-    }
-}
-
-enum Tx<'c> {
-    Pool(PoolTx<'c>),
-    Sqlite(rusqlite::Transaction<'c>),
-    Postgres(PgTx<'c>),
-}
-
-impl Store {
-    /// A connection for the writer. Blocks its thread while a SQLite file opens: call it
-    /// on the writer's thread.
-    pub async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
-        if let Some(pool) = &self.pg_writer {
-            return Ok(WriteConnection {
-                conn: Conn::Postgres(pool.acquire().await?),
-                durable: None,
-            });
-        }
-        Ok(match &self.durable {
-            Some(durable) => WriteConnection {
-                conn: Conn::Sqlite(sqlite_writes::open(durable.database())?),
-                durable: Some(durable.clone()),
-            },
-            None => WriteConnection {
-                conn: Conn::Pool(self.write.acquire().await?, self.backend),
-                durable: None,
-            },
-        })
-    }
-}
-
-impl WriteConnection {
-    /// True for a connection borrowed from the write pool (which other writes share; the
-    /// PostgreSQL writers' pool is theirs alone).
-    pub fn is_pooled(&self) -> bool {
-        matches!(self.conn, Conn::Pool(..))
-    }
-
-    pub async fn begin(&mut self) -> Result<WriteTx<'_>, StoreError> {
-        let tx = match &mut self.conn {
-            Conn::Pool(conn, backend) => Tx::Pool(PoolTx {
-                tx: conn.begin().await?,
-                backend: *backend,
-            }),
-            Conn::Sqlite(conn) => {
-                if self
-                    .durable
-                    .as_ref()
-                    .is_some_and(|d| d.take_checkpoint_request())
-                {
-                    // Between two batches: the few frames the checkpointer left (see
-                    // `durable`). A failure costs only the WAL's restart; the writer's own
-                    // automatic checkpoint remains the backstop.
-                    if let Err(e) = sqlite_writes::checkpoint(conn) {
-                        tracing::warn!(error = %e, "the writer's WAL checkpoint failed");
-                    }
-                }
-                Tx::Sqlite(sqlite_writes::begin(conn)?)
-            }
-            Conn::Postgres(conn) => Tx::Postgres(pg_writes::begin(conn).await?),
-        };
-        Ok(WriteTx {
-            tx,
-            durable: self.durable.clone(),
-        })
-    }
-}
-
-impl WriteTx<'_> {
-    /// Takes the change counters of `users` under lock, in sorted order (so two
-    /// transactions touching the same users never deadlock), with each user's name and
-    /// e-mail. Unknown users are absent from the answer.
-    ///
-    /// On PostgreSQL the row locks are held until commit, which is what makes sequence
-    /// numbers follow commit order. On SQLite the transaction holds the database's single
-    /// write lock (from its start), which serialises writers the same way.
-    pub async fn lock_users(
-        &mut self,
-        users: impl IntoIterator<Item = String>,
-    ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
-        let mut sorted: Vec<String> = users.into_iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.lock_users(&sorted).await,
-            Tx::Sqlite(tx) => sqlite_writes::lock_users(tx, &sorted),
-            Tx::Postgres(tx) => Ok(tx.lock_and_load(&sorted, &[]).await?.0),
-        }
-    }
-
-    /// [`WriteTx::lock_users`] and [`WriteTx::messages_by_client_ids`] at once: on
-    /// PostgreSQL one statement, so one round trip. The lookup reads what was committed
-    /// when the statement began, which may be before the locks were granted: a message
-    /// another writer committed meanwhile under the same key is not seen, and the insert
-    /// then meets the unique index instead (the batch fails and its commands are retried
-    /// one by one, which finds it). A sender's own commands are applied in order by one
-    /// worker, so on one node this happens only for the same `tempId` sent through two.
-    #[allow(clippy::type_complexity)]
-    pub async fn lock_and_load(
-        &mut self,
-        users: impl IntoIterator<Item = String>,
-        client_ids: &[(String, String)],
-    ) -> Result<
-        (
-            BTreeMap<String, LockedUser>,
-            HashMap<(String, String), MessageState>,
-        ),
-        StoreError,
-    > {
-        if let Tx::Postgres(tx) = &mut self.tx {
-            let mut sorted: Vec<String> = users.into_iter().collect();
-            sorted.sort();
-            sorted.dedup();
-            return tx.lock_and_load(&sorted, client_ids).await;
-        }
-        let locked = self.lock_users(users).await?;
-        let known = if client_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.messages_by_client_ids(client_ids).await?
-        };
-        Ok((locked, known))
-    }
-
-    /// The messages with these ids (missing ids are absent).
-    pub async fn message_states(
-        &mut self,
-        ids: &[String],
-    ) -> Result<HashMap<String, MessageState>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.message_states(ids).await,
-            Tx::Sqlite(tx) => sqlite_writes::message_states(tx, ids),
-            Tx::Postgres(tx) => tx.message_states(ids).await,
-        }
-    }
-
-    /// Messages already stored under these (sender, client message id) keys. One lookup of
-    /// the `(sender_id, client_message_id)` unique index per key.
-    pub async fn messages_by_client_ids(
-        &mut self,
-        keys: &[(String, String)],
-    ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.messages_by_client_ids(keys).await,
-            Tx::Sqlite(tx) => sqlite_writes::messages_by_client_ids(tx, keys),
-            Tx::Postgres(tx) => Ok(tx.lock_and_load(&[], keys).await?.1),
-        }
-    }
-
-    /// The receipts stored for these messages, by (message, user, table), with their time.
-    pub async fn receipts_of(
-        &mut self,
-        ids: &[String],
-    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.receipts_of(ids).await,
-            Tx::Sqlite(tx) => sqlite_writes::receipts_of(tx, ids),
-            Tx::Postgres(tx) => tx.receipts_of(ids).await,
-        }
-    }
-
-    /// The direct conversations of these pairs (smaller id first) that exist.
-    pub async fn direct_conversations(
-        &mut self,
-        pairs: &[(String, String)],
-    ) -> Result<HashMap<(String, String), String>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.direct_conversations(pairs).await,
-            Tx::Sqlite(tx) => sqlite_writes::direct_conversations(tx, pairs),
-            Tx::Postgres(tx) => tx.direct_conversations(pairs).await,
-        }
-    }
-
-    /// The conversations with these ids and all their member rows, locked (on PostgreSQL,
-    /// in id order, before any counter: every transaction takes conversations first, then
-    /// counters, each in sorted order, so none waits for another in a cycle). While a
-    /// transaction holds a conversation nobody else changes its members.
-    pub async fn lock_conversations(
-        &mut self,
-        ids: impl IntoIterator<Item = String>,
-    ) -> Result<HashMap<String, ConversationState>, StoreError> {
-        let mut sorted: Vec<String> = ids.into_iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        if sorted.is_empty() {
-            return Ok(HashMap::new());
-        }
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.lock_conversations(&sorted).await,
-            Tx::Sqlite(tx) => sqlite_writes::lock_conversations(tx, &sorted),
-            Tx::Postgres(tx) => tx.lock_conversations(&sorted).await,
-        }
-    }
-
-    /// Messages of `conversation` after position `after` up to `up_to` not sent by
-    /// `reader`, not deleted and not yet read by `reader`, oldest first.
-    pub async fn unread_between(
-        &mut self,
-        conversation: &str,
-        reader: &str,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<MessageState>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.unread_between(conversation, reader, after, up_to).await,
-            Tx::Sqlite(tx) => sqlite_writes::unread_between(tx, conversation, reader, after, up_to),
-            Tx::Postgres(tx) => tx.unread_between(conversation, reader, after, up_to).await,
-        }
-    }
-
-    /// Stores a batch's writes. New messages get their history position back.
-    pub async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
-        match &mut self.tx {
-            Tx::Pool(tx) => tx.write(w).await,
-            Tx::Sqlite(tx) => sqlite_writes::write(tx, w),
-            Tx::Postgres(tx) => tx.write(w).await,
-        }
-    }
-
-    /// Commits. The commit takes its number from the syncer before it runs, so a reader
-    /// that sees it also waits for it (`Store::settled`).
-    pub async fn commit(self) -> Result<Commit, StoreError> {
-        let pending = self.durable.map(|d| {
-            let n = d.begin_commit();
-            (d, n)
-        });
-        let committed = match self.tx {
-            Tx::Pool(tx) => tx.tx.commit().await.map_err(StoreError::from),
-            Tx::Sqlite(tx) => tx.commit().map_err(StoreError::from),
-            Tx::Postgres(tx) => tx.tx.commit().await.map_err(StoreError::from),
-        };
-        match committed {
-            Ok(()) => Ok(Commit { pending }),
-            Err(e) => {
-                if let Some((durable, n)) = pending {
-                    durable.after(n, None);
-                }
-                Err(e)
-            }
         }
     }
 }
@@ -555,369 +413,3 @@ pub(super) const UPSERT_MEMBER: &str = "INSERT INTO conversation_members \
      joined_at = excluded.joined_at, last_pos = excluded.last_pos, \
      read_up_to_pos = excluded.read_up_to_pos, unread = excluded.unread, \
      removed_at = excluded.removed_at";
-
-/// A transaction on a pool connection (PostgreSQL, or an in-memory SQLite database).
-struct PoolTx<'c> {
-    tx: Transaction<'c, Any>,
-    backend: Backend,
-}
-
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
-impl PoolTx<'_> {
-    async fn lock_users(
-        &mut self,
-        sorted: &[String],
-    ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
-        let mut locked = BTreeMap::new();
-        for chunk in sorted.chunks(CHUNK) {
-            let lock = match self.backend {
-                Backend::Postgres => " FOR UPDATE OF c",
-                Backend::Sqlite => "",
-            };
-            let sql = format!(
-                "SELECT c.user_id, c.seq, u.name, u.email FROM user_seqs c \
-                 JOIN users u ON u.id = c.user_id WHERE c.user_id IN ({}) \
-                 ORDER BY c.user_id{lock}",
-                self.backend.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, i64, String, String)>(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for (user, seq, name, email) in q.fetch_all(&mut *self.tx).await? {
-                locked.insert(user, LockedUser { seq, name, email });
-            }
-        }
-        Ok(locked)
-    }
-
-    async fn message_states(
-        &mut self,
-        ids: &[String],
-    ) -> Result<HashMap<String, MessageState>, StoreError> {
-        let mut states = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id IN ({})",
-                self.backend.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, MessageState>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for m in q.fetch_all(&mut *self.tx).await? {
-                states.insert(m.id.clone(), m);
-            }
-        }
-        Ok(states)
-    }
-
-    async fn messages_by_client_ids(
-        &mut self,
-        keys: &[(String, String)],
-    ) -> Result<HashMap<(String, String), MessageState>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct ByClient {
-            #[sqlx(flatten)]
-            state: MessageState,
-            client_message_id: String,
-        }
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(ROWS) {
-            let matches = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(sender_id = ${} AND client_message_id = ${})",
-                        2 * i + 1,
-                        2 * i + 2
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let sql =
-                format!("SELECT {STATE_COLUMNS}, client_message_id FROM messages WHERE {matches}");
-            let mut q = sqlx::query_as::<_, ByClient>(&sql);
-            for (sender, cid) in chunk {
-                q = q.bind(sender).bind(cid);
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                found.insert(
-                    (row.state.sender_id.clone(), row.client_message_id),
-                    row.state,
-                );
-            }
-        }
-        Ok(found)
-    }
-
-    async fn receipts_of(
-        &mut self,
-        ids: &[String],
-    ) -> Result<HashMap<(String, String, ReceiptTable), Millis>, StoreError> {
-        let mut found = HashMap::new();
-        for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
-            let (name, column) = table.table_and_column();
-            for chunk in ids.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT message_id, user_id, {column} FROM {name} WHERE message_id IN ({})",
-                    self.backend.params(1, chunk.len())
-                );
-                let mut q = sqlx::query_as::<_, (String, String, Millis)>(&sql);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                for (id, user, at) in q.fetch_all(&mut *self.tx).await? {
-                    found.insert((id, user, table), at);
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    async fn direct_conversations(
-        &mut self,
-        pairs: &[(String, String)],
-    ) -> Result<HashMap<(String, String), String>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in pairs.chunks(ROWS) {
-            let matches = (0..chunk.len())
-                .map(|i| format!("(user_lo = ${} AND user_hi = ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let sql = format!("SELECT id, user_lo, user_hi FROM conversations WHERE {matches}");
-            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
-            for (lo, hi) in chunk {
-                q = q.bind(lo).bind(hi);
-            }
-            for (id, lo, hi) in q.fetch_all(&mut *self.tx).await? {
-                found.insert((lo, hi), id);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn lock_conversations(
-        &mut self,
-        sorted: &[String],
-    ) -> Result<HashMap<String, ConversationState>, StoreError> {
-        let mut found = HashMap::new();
-        let mut members = Vec::new();
-        for chunk in sorted.chunks(CHUNK) {
-            let lock = match self.backend {
-                Backend::Postgres => " FOR UPDATE",
-                Backend::Sqlite => "",
-            };
-            let sql = format!(
-                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({}) ORDER BY id{lock}",
-                self.backend.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, ConversationTuple>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for t in q.fetch_all(&mut *self.tx).await? {
-                let c = conversation_from(t);
-                found.insert(c.id.clone(), c);
-            }
-            let sql = format!(
-                "SELECT {MEMBER_COLUMNS} FROM conversation_members WHERE conversation_id IN ({})",
-                self.backend.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, MemberTuple>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            members.extend(
-                q.fetch_all(&mut *self.tx)
-                    .await?
-                    .into_iter()
-                    .map(member_from),
-            );
-        }
-        attach_members(&mut found, members);
-        Ok(found)
-    }
-
-    async fn unread_between(
-        &mut self,
-        conversation: &str,
-        reader: &str,
-        after: i64,
-        up_to: i64,
-    ) -> Result<Vec<MessageState>, StoreError> {
-        let sql = format!(
-            "SELECT {STATE_COLUMNS} FROM messages m WHERE conversation_id = $1 AND pos > $2 \
-             AND pos <= $3 AND sender_id <> $4 AND deleted_at IS NULL AND NOT EXISTS ( \
-               SELECT 1 FROM read_receipts r WHERE r.message_id = m.id AND r.user_id = $4) \
-             ORDER BY pos"
-        );
-        Ok(sqlx::query_as::<_, MessageState>(&sql)
-            .bind(conversation)
-            .bind(after)
-            .bind(up_to)
-            .bind(reader)
-            .fetch_all(&mut *self.tx)
-            .await?)
-    }
-
-    async fn write(&mut self, w: &Writes<'_>) -> Result<HashMap<String, i64>, StoreError> {
-        // New conversations first (messages and members refer to them); every changed
-        // one gets its latest position once the messages are in.
-        let created: Vec<&ConversationState> =
-            w.conversations.iter().filter(|c| c.created).collect();
-        for chunk in created.chunks(ROWS) {
-            let sql = UPSERT_CONVERSATION.replace("{rows}", &self.backend.rows(chunk.len(), 7));
-            let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for c in chunk {
-                q = q
-                    .bind(&c.id)
-                    .bind(&c.kind)
-                    .bind(&c.title)
-                    .bind(&c.user_lo)
-                    .bind(&c.user_hi)
-                    .bind(c.created_at)
-                    .bind(c.last_pos);
-            }
-            q.execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_insert)?;
-        }
-        let mut positions = HashMap::new();
-        for chunk in w.messages.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, \
-                 created_at, client_message_id, sender_seq, receiver_seq) VALUES {} \
-                 RETURNING id, pos",
-                self.backend.rows(chunk.len(), 9)
-            );
-            let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
-            for m in chunk {
-                q = q
-                    .bind(&m.id)
-                    .bind(&m.conversation_id)
-                    .bind(&m.sender_id)
-                    .bind(&m.receiver_id)
-                    .bind(&m.content)
-                    .bind(m.created_at)
-                    .bind(&m.client_message_id)
-                    .bind(m.sender_seq)
-                    .bind(m.receiver_seq);
-            }
-            positions.extend(
-                q.fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(StoreError::from_insert)?,
-            );
-        }
-        for chunk in w.conversations.chunks(ROWS) {
-            let sql = UPSERT_CONVERSATION.replace("{rows}", &self.backend.rows(chunk.len(), 7));
-            let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for c in chunk {
-                q = q
-                    .bind(&c.id)
-                    .bind(&c.kind)
-                    .bind(&c.title)
-                    .bind(&c.user_lo)
-                    .bind(&c.user_hi)
-                    .bind(c.created_at)
-                    .bind(resolved(c.last_pos, &c.last_message, &positions));
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        for chunk in w.members.chunks(ROWS) {
-            let sql = UPSERT_MEMBER.replace("{rows}", &self.backend.rows(chunk.len(), 8));
-            let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for (cid, m) in chunk {
-                q = q
-                    .bind(cid)
-                    .bind(&m.user_id)
-                    .bind(&m.role)
-                    .bind(m.joined_at)
-                    .bind(resolved(m.last_pos, &m.last_message, &positions))
-                    .bind(m.read_up_to_pos)
-                    .bind(m.unread)
-                    .bind(m.removed_at);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        for chunk in w.changes.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO changes (user_id, seq, kind, message_id, conversation_id, actor_id, at) \
-                 VALUES {}",
-                self.backend.rows(chunk.len(), 7)
-            );
-            let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for c in chunk {
-                q = q
-                    .bind(&c.user_id)
-                    .bind(c.seq)
-                    .bind(c.kind.as_str())
-                    .bind(&c.message_id)
-                    .bind(&c.conversation_id)
-                    .bind(&c.actor_id)
-                    .bind(c.at);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        for (id, old, new) in w.edits {
-            sqlx::query(
-                "INSERT INTO message_edits (message_id, content, replaced_at) VALUES ($1, $2, $3)",
-            )
-            .bind(id)
-            .bind(old)
-            .bind(w.now)
-            .execute(&mut *self.tx)
-            .await?;
-            sqlx::query("UPDATE messages SET content = $2, edited_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(new)
-                .bind(w.now)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        for id in w.deletes {
-            // The row stays; its content and its edit history do not.
-            sqlx::query("UPDATE messages SET content = $2, deleted_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(w.tombstone)
-                .bind(w.now)
-                .execute(&mut *self.tx)
-                .await?;
-            sqlx::query("DELETE FROM message_edits WHERE message_id = $1")
-                .bind(id)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
-            let (name, column) = table.table_and_column();
-            let of_table: Vec<_> = w.receipts.iter().filter(|r| r.0 == table).collect();
-            for chunk in of_table.chunks(ROWS) {
-                let sql = format!(
-                    "INSERT INTO {name} (message_id, user_id, {column}) VALUES {} \
-                     ON CONFLICT (message_id, user_id) DO NOTHING",
-                    self.backend.rows(chunk.len(), 3)
-                );
-                let mut q: AnyQuery<'_> = sqlx::query(&sql);
-                for (_, message_id, user_id) in chunk {
-                    q = q.bind(message_id).bind(user_id).bind(w.now);
-                }
-                q.execute(&mut *self.tx).await?;
-            }
-        }
-        let counters: Vec<(&String, &i64)> = w.counters.iter().collect();
-        for chunk in counters.chunks(ROWS) {
-            let sql = format!(
-                "INSERT INTO user_seqs (user_id, seq) VALUES {} \
-                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
-                self.backend.rows(chunk.len(), 2)
-            );
-            let mut q: AnyQuery<'_> = sqlx::query(&sql);
-            for (user, seq) in chunk {
-                q = q.bind(*user).bind(**seq);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        Ok(positions)
-    }
-}

@@ -24,3 +24,4 @@ mod socket_fuzz;
 mod startup;
 mod sync;
 mod write_batches;
+mod write_conformance;

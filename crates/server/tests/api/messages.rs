@@ -250,15 +250,45 @@ on_both_backends! {
     }
 }
 
+async fn in_memory_app() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
+        c.database_url = "sqlite::memory:".into()
+    })
+    .await
+    .expect("sqlite app")
+}
+
+/// On an in-memory database the writer borrows the one connection only for each
+/// transaction, so its reload of a retried send (a read on that same connection) finds the
+/// message as it is now: edited here. (It used to hold the connection, the reload timed out
+/// after the pool's 5 s and the answer fell back to the message as first stored.)
+#[tokio::test]
+async fn on_an_in_memory_database_a_retry_is_answered_with_the_message_as_stored() {
+    let app = in_memory_app().await;
+    let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
+    let body = json!({"receiverId": bob.id, "content": "once", "clientMessageId": "tmp-m"});
+    let first: Value = app
+        .post_json("/messages", &body, Some(&ada.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(app.edit(&ada, id, "twice").await.status(), StatusCode::OK);
+    let again = app.post_json("/messages", &body, Some(&ada.token)).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["content"], "twice");
+    assert_eq!(again["isEdited"], true, "{again}");
+    assert!(again["editedAt"].is_string(), "{again}");
+}
+
 /// `DATABASE_URL=sqlite::memory:` keeps nothing, but works: what one connection writes, the
 /// readers see (each connection to `:memory:` would otherwise be a database of its own).
 #[tokio::test]
 async fn an_in_memory_database_serves_reads_and_writes() {
-    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
-        c.database_url = "sqlite::memory:".into()
-    })
-    .await
-    .expect("sqlite app");
+    let app = in_memory_app().await;
     let (ada, bob) = (app.register("Ada").await, app.register("Bob").await);
     let m = app.send_ok(&ada, &bob, "kept in memory").await;
     assert_eq!(app.conversation(&bob, &ada).await[0]["id"], m["id"]);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use nexus::domain::{DisplayName, Email, UserId};
-use nexus::store::writes::{ChangeRow, ConversationState, NewMessage, Writes};
+use nexus::store::writes::{ChangeRow, ConversationState, LockOrder, NewMessage, Writes};
 use nexus::store::Store;
 use nexus_protocol::ChangeType;
 
@@ -96,7 +96,7 @@ async fn write(
         .iter()
         .map(|m| (m.sender_id.clone(), m.client_message_id.clone().unwrap()))
         .collect();
-    let (locked, known) = tx.lock_and_load(users, &cids).await?;
+    let (locked, known) = tx.lock_and_load(&LockOrder::new(users), &cids).await?;
     assert!(known.is_empty(), "{known:?}");
     let mut counters: BTreeMap<String, i64> =
         locked.iter().map(|(u, l)| (u.clone(), l.seq)).collect();

@@ -1,30 +1,5 @@
-//! Durability of the SQLite writer's commits, off the writer's path.
-//!
-//! With `synchronous=FULL` every commit writes its WAL frames and then waits for the fsync
-//! of the WAL before it returns, and the writer can do nothing else meanwhile: on this kind
-//! of disk the fsync of a batch's frames takes about as long as the batch itself, so the
-//! writer sat idle half of the time. Instead the writer's connection commits with
-//! `synchronous=NORMAL` (the frames are written, not yet synced) and hands the batch's
-//! answers to a syncer thread, which fsyncs the WAL file once for every commit that
-//! arrived meanwhile and only then lets the answers go, while the writer already works on
-//! the next batch. SQLite's WAL recovery replays a frame only when it belongs to a complete
-//! commit with a valid checksum chain, so after a crash the database holds every commit
-//! whose fsync completed, which includes every acknowledged one (docs/design.md, "Durability and group commit").
-//!
-//! A committed but not yet synced change is visible to readers. So that nobody learns of a
-//! change a crash could still take back (a `seq` a client saw and that would later name a
-//! different change), readers of what the writer writes wait for [`Durable::settled`]
-//! before they answer: until every commit begun before they finished reading is synced.
-//!
-//! The WAL only starts over from its beginning when a write transaction begins while every
-//! frame in it has been copied into the database. The background checkpointer
-//! (`store::checkpoints`) copies frames beside a writer that never pauses, so it can never
-//! get there alone: left to itself the WAL grows until the writer's own automatic
-//! checkpoint copies what is left, on the writer's path (15–20 ms, every half second at
-//! 25,000 messages/s: the p99 of every message behind it). Instead, once the WAL is large
-//! the checkpointer copies until it is close behind the writer and then asks the writer
-//! ([`Durable::ask_to_finish_checkpoint`]) to copy the last few frames itself between two
-//! batches, a pause of a few milliseconds after which the WAL starts over.
+//! The syncer: one thread that fsyncs the WAL for the SQLite writer's commits, and the
+//! numbering of commits that lets readers wait for what they saw (see the module above).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -196,7 +171,7 @@ impl Durable {
 
     /// Whether the writer has been asked and not yet taken the request (tests).
     #[cfg(test)]
-    pub(super) fn checkpoint_requested(&self) -> bool {
+    pub(in crate::store) fn checkpoint_requested(&self) -> bool {
         self.finish_checkpoint.load(Ordering::SeqCst)
     }
 
@@ -216,7 +191,7 @@ impl Durable {
 
     /// Readers waiting in [`Durable::settled`] or [`Durable::backlog_at_most`] (tests).
     #[cfg(test)]
-    pub(super) fn waiting(&self) -> usize {
+    pub(in crate::store) fn waiting(&self) -> usize {
         self.synced.receiver_count()
     }
 
@@ -274,7 +249,7 @@ mod tests {
         let (db, _dir) = database(true);
         let durable = Durable::start(db).unwrap();
         let commit = durable.begin_commit();
-        durable.after(commit, None); // what `WriteTx::commit` does when the commit fails
+        durable.after(commit, None); // what the SQLite writer does when its commit fails
         durable.settled().await;
     }
 
