@@ -25,6 +25,7 @@ use notify::{Notification, Payload};
 
 pub mod notify;
 mod rules;
+mod schedule;
 pub mod writer;
 
 /// A state change a user asked for, parsed.

@@ -8,7 +8,10 @@
 //!
 //! Commands are sharded by the acting user: all of one user's commands go to the same
 //! worker, in the order they were enqueued, so a user's messages are stored (and numbered)
-//! in the order they were sent, even with several workers.
+//! in the order they were sent, even with several workers. Which waiting commands go
+//! together is [`super::schedule`]'s: a batch is bounded by the rows it writes (a group
+//! message writes a row per member), and small commands are not held up behind a group
+//! load, while each user's commands stay in their order.
 //!
 //! If a batch fails as a whole because of one of its commands (a constraint, a
 //! serialization conflict), each of its commands is retried alone, so one bad command
@@ -32,6 +35,7 @@ use tokio::time::Instant;
 
 use super::conversation_info_from_state;
 use super::rules::{conversation_of, pair, participants, plan, Snapshot};
+use super::schedule::{Queue, Queued, Sizes, MAX_BATCH};
 use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
@@ -40,8 +44,9 @@ use crate::metrics;
 use crate::store::writes::{Commit, LockOrder, LockedUser, NewMessage, WriteConnection, Writes};
 use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 
-/// Most commands applied in one transaction.
-const MAX_BATCH: usize = 512;
+/// Commands a worker holds in its own queue (where it chooses each batch from), and as
+/// many more in its channel: past both, [`Writer::enqueue`] waits (back-pressure).
+const QUEUED: usize = MAX_BATCH * 8;
 
 /// Commits that may wait for their fsync while the writer starts another (SQLite).
 const SYNC_BACKLOG: u64 = 2;
@@ -64,6 +69,12 @@ struct Job {
     reply: Reply,
     /// When the command is answered `UNAVAILABLE` if it has not been applied.
     deadline: Instant,
+}
+
+impl Queued for Job {
+    fn command(&self) -> &Command {
+        &self.cmd
+    }
 }
 
 #[derive(Clone)]
@@ -112,7 +123,7 @@ impl Writer {
         let mut shards = Vec::new();
         let mut stopped = Vec::new();
         for i in 0..workers.max(1) {
-            let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 16);
+            let (tx, rx) = mpsc::channel::<Job>(QUEUED);
             let (done, done_rx) = oneshot::channel();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -184,27 +195,44 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
         store,
         conn: None,
         broken_until: None,
+        queue: Queue::default(),
     };
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut arrived = Vec::with_capacity(MAX_BATCH);
     loop {
         store.sync_backlog_at_most(SYNC_BACKLOG).await;
-        tokio::select! {
-            n = rx.recv_many(&mut jobs, MAX_BATCH) => {
-                if n == 0 {
-                    break; // every sender is gone
+        if worker.queue.is_empty() {
+            tokio::select! {
+                n = rx.recv_many(&mut arrived, QUEUED) => {
+                    if n == 0 {
+                        break; // every sender is gone
+                    }
                 }
-                metrics::node().writer_queue.set((n + rx.len()) as i64);
-                worker.run_batch(std::mem::take(&mut jobs)).await;
+                _ = stop.wait_for(|stop| *stop) => break,
             }
-            _ = stop.wait_for(|stop| *stop) => {
-                // Shutting down: refuse new commands, apply what is queued.
-                rx.close();
-                while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-                    worker.run_batch(std::mem::take(&mut jobs)).await;
+        } else if *stop.borrow() {
+            break;
+        } else {
+            // What arrived during the last batch, without waiting.
+            while worker.queue.len() + arrived.len() < QUEUED {
+                match rx.try_recv() {
+                    Ok(job) => arrived.push(job),
+                    Err(_) => break,
                 }
-                break;
             }
         }
+        worker.queue_all(&mut arrived);
+        metrics::node()
+            .writer_queue
+            .set((worker.queue.len() + rx.len()) as i64);
+        worker.step().await;
+    }
+    // Shutting down (or every sender gone): refuse new commands, apply what is queued.
+    rx.close();
+    while rx.recv_many(&mut arrived, QUEUED).await > 0 {
+        worker.queue_all(&mut arrived);
+    }
+    while !worker.queue.is_empty() {
+        worker.step().await;
     }
 }
 
@@ -226,6 +254,8 @@ struct Worker<'s> {
     conn: Option<Box<dyn WriteConnection>>,
     /// Set when a batch found the database unreachable: until then, answer without trying.
     broken_until: Option<Instant>,
+    /// The commands taken from the channel and not applied yet.
+    queue: Queue<Job>,
 }
 
 /// Why a batch was not applied.
@@ -259,6 +289,20 @@ impl Worker<'_> {
         Err(result)
     }
 
+    fn queue_all(&mut self, arrived: &mut Vec<Job>) {
+        for job in arrived.drain(..) {
+            self.queue.push(job);
+        }
+    }
+
+    /// Answers the queued commands whose deadline passed, then applies the next batch.
+    async fn step(&mut self) {
+        let now = Instant::now();
+        unavailable(self.queue.take_expired(|j| j.deadline <= now));
+        let (jobs, _rows) = self.queue.next_batch();
+        self.run_batch(jobs).await;
+    }
+
     async fn run_batch(&mut self, jobs: Vec<Job>) {
         let now = Instant::now();
         // Commands whose deadline passed in the queue are not applied at all; neither is
@@ -281,6 +325,7 @@ impl Worker<'_> {
         match applied {
             Ok((results, commit)) => {
                 self.broken_until = None;
+                learn(&mut self.queue.sizes, &results);
                 commit.when_durable(move |synced| {
                     node.database("commit_to_disk", started);
                     for (job, result) in jobs.into_iter().zip(results) {
@@ -306,6 +351,7 @@ impl Worker<'_> {
                 while let Some(job) = jobs.next() {
                     match self.apply(&[&job.cmd], job.deadline).await {
                         Ok((mut results, commit)) => {
+                            learn(&mut self.queue.sizes, &results);
                             let result = results.pop().unwrap_or_else(|| {
                                 Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
                             });
@@ -323,6 +369,46 @@ impl Worker<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What a batch's outcomes tell of the size of conversations, for the estimates of
+/// [`super::schedule`].
+fn learn(sizes: &mut Sizes, results: &[Result<Outcome, DomainError>]) {
+    for outcome in results.iter().flatten() {
+        match outcome {
+            Outcome::Sent(sent) if !sent.duplicate => {
+                if let Some(m) = &sent.message {
+                    sizes.members(&m.row.conversation_id, sent.audience.len() + 1);
+                    sizes.message(&sent.message_id, &m.row.conversation_id);
+                }
+            }
+            Outcome::Edited {
+                message_id,
+                conversation_id,
+                audience,
+                ..
+            }
+            | Outcome::Deleted {
+                message_id,
+                conversation_id,
+                audience,
+                ..
+            } => {
+                sizes.members(conversation_id, audience.len());
+                sizes.message(message_id, conversation_id);
+            }
+            Outcome::Receipt {
+                message_id,
+                conversation_id,
+                ..
+            } => sizes.message(message_id, conversation_id),
+            Outcome::Conversation(change) => sizes.members(
+                &change.conversation.id,
+                change.conversation.current_ids().len(),
+            ),
+            _ => {}
         }
     }
 }
@@ -740,5 +826,162 @@ mod tests {
         let outcome = answer.await.unwrap().unwrap();
         assert!(matches!(outcome, Outcome::Sent(_)));
         writer.close().await;
+    }
+
+    fn job(cmd: Command) -> (Job, oneshot::Receiver<Result<Outcome, DomainError>>) {
+        let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        (
+            Job {
+                cmd,
+                reply,
+                deadline,
+            },
+            answer,
+        )
+    }
+
+    fn sent(outcome: Result<Result<Outcome, DomainError>, oneshot::error::RecvError>) -> i64 {
+        match outcome.unwrap().unwrap() {
+            Outcome::Sent(s) => s.sender_seq,
+            other => panic!("not a send: {other:?}"),
+        }
+    }
+
+    /// A 1:1 send queued while a saturating load of 100-member group messages is being
+    /// written goes in the next batch, which holds only small commands; every batch stays
+    /// within its rows; a user's 1:1 send queued behind their own group messages does not
+    /// overtake them; every member's feed stays gap-free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_behind_a_group_load_goes_in_the_next_batch() {
+        use super::super::schedule::{BATCH_ROWS, SMALL};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display()), 4)
+            .await
+            .unwrap();
+        let mut users = Vec::new();
+        for i in 0..402 {
+            let user = UserId::new();
+            let email = Email::parse(&format!("u{i}@example.com")).unwrap();
+            let name = DisplayName::parse(&format!("u{i}")).unwrap();
+            store
+                .create_user(user, &name, &email, "hash", 0)
+                .await
+                .unwrap();
+            users.push(user);
+        }
+        let (bob, eve) = (users[400], users[401]);
+        let mut worker = Worker {
+            store: &store,
+            conn: None,
+            broken_until: None,
+            queue: Queue::default(),
+        };
+        // Four groups of 100, each with two senders.
+        let mut groups = Vec::new();
+        for g in 0..4 {
+            let members = &users[g * 100..(g + 1) * 100];
+            let (j, answer) = job(Command::CreateGroup {
+                actor: members[0],
+                title: crate::domain::GroupTitle::parse("g").unwrap(),
+                members: members[1..].to_vec(),
+                max_members: 256,
+            });
+            worker.queue.push(j);
+            worker.step().await;
+            match answer.await.unwrap().unwrap() {
+                Outcome::Conversation(c) => {
+                    groups.push(crate::domain::ConversationId::parse(&c.conversation.id).unwrap())
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let senders: Vec<UserId> = (0..8).map(|i| users[(i / 2) * 100 + i % 2]).collect();
+        let ada = senders[7];
+        let post = |sender: UserId, conversation| Command::Post {
+            sender,
+            conversation,
+            body: MessageBody::parse("to the group").unwrap(),
+            client_message_id: None,
+        };
+        let send = |sender: UserId, receiver: UserId| Command::Send {
+            sender,
+            receiver,
+            body: MessageBody::parse("to one").unwrap(),
+            client_message_id: None,
+        };
+        // 16 messages from each sender, as they would arrive.
+        let mut answers: Vec<(UserId, _)> = Vec::new();
+        for _ in 0..16 {
+            for (i, s) in senders.iter().enumerate() {
+                let (j, answer) = job(post(*s, groups[i / 2]));
+                worker.queue.push(j);
+                answers.push((*s, answer));
+            }
+        }
+        let mut batches: Vec<(u32, Vec<Command>)> = Vec::new();
+        let mut run = |worker: &mut Worker<'_>| {
+            let (jobs, rows) = worker.queue.next_batch();
+            batches.push((rows, jobs.iter().map(|j| j.cmd.clone()).collect()));
+            jobs
+        };
+        let jobs = run(&mut worker);
+        worker.run_batch(jobs).await;
+        // While that batch was written, Bob sends to Eve and Ada to Bob.
+        let (j, bobs) = job(send(bob, eve));
+        worker.queue.push(j);
+        let (j, adas) = job(send(ada, bob));
+        worker.queue.push(j);
+        while !worker.queue.is_empty() {
+            let jobs = run(&mut worker);
+            worker.run_batch(jobs).await;
+        }
+
+        let posts = |cmds: &[Command]| {
+            cmds.iter()
+                .filter(|c| matches!(c, Command::Post { .. }))
+                .count()
+        };
+        // 128 messages of 200 rows: 81 fit in a batch.
+        assert_eq!(posts(&batches[0].1), (BATCH_ROWS / 200) as usize);
+        for (rows, _) in &batches {
+            assert!(*rows <= BATCH_ROWS, "a batch of {rows} rows");
+        }
+        // Bob's send is in the next batch, with no group message: only Ada's waits.
+        assert_eq!(batches[1].1.len(), 1);
+        assert!(matches!(batches[1].1[0], Command::Send { sender, .. } if sender == bob));
+        assert!(batches[1].0 <= SMALL);
+        sent(bobs.await);
+        // Ada's send comes after every message she queued before it, in the feed's order too.
+        let ada_send_batch = batches
+            .iter()
+            .position(|(_, cmds)| {
+                cmds.iter()
+                    .any(|c| matches!(c, Command::Send { sender, .. } if *sender == ada))
+            })
+            .unwrap();
+        assert!(ada_send_batch > 1);
+        let ada_send = sent(adas.await);
+        let mut ada_posts = Vec::new();
+        for (sender, answer) in answers {
+            let seq = sent(answer.await);
+            if sender == ada {
+                ada_posts.push(seq);
+            }
+        }
+        assert_eq!(ada_posts.len(), 16);
+        assert!(ada_posts.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            ada_posts.iter().all(|s| *s < ada_send),
+            "{ada_posts:?} then {ada_send}"
+        );
+        // Every member's feed: 1, 2, 3, … (the group's creation, then 32 messages).
+        for user in &users[..400] {
+            let feed = store.changes_since(*user, 0, 1000).await.unwrap();
+            let seqs: Vec<i64> = feed.iter().map(|c| c.seq).collect();
+            let extra = i64::from(*user == ada);
+            assert_eq!(seqs, (1..=33 + extra).collect::<Vec<_>>(), "feed of {user}");
+        }
     }
 }
