@@ -81,8 +81,12 @@ for (const transport of ['websocket', 'polling']) {
       const gone = await waitFor(sb, 'CONVERSATION_UPDATED', (p) => p.change === 'conversation.member_removed');
       assert.ok(gone.conversation.members.every((m) => m.user.id !== bob.id));
       const before = sb.received.length;
-      await call(sa, 'NEW_MESSAGE', { conversationId: gid, content: 'after bob', tempId: 'a-2' });
-      await http(server.base, 'PATCH', `/conversations/${gid}`, ada.token, { title: 'Solo' });
+      // Both succeed (otherwise hearing nothing would prove nothing).
+      const sent = await call(sa, 'NEW_MESSAGE', { conversationId: gid, content: 'after bob', tempId: 'a-2' });
+      assert.ok(sent.dbMessageId, JSON.stringify(sent));
+      const solo = await http(server.base, 'PATCH', `/conversations/${gid}`, ada.token, { title: 'Solo' });
+      assert.equal(solo.status, 200);
+      await waitFor(sa, 'CONVERSATION_UPDATED', (p) => p.conversation.title === 'Solo');
       await sleep(300);
       assert.deepEqual(sb.received.slice(before), [], 'bob heard nothing more');
       const mine = await call(sb, 'NEW_MESSAGE', { conversationId: gid, content: 'still here?', tempId: 'b-1' });
