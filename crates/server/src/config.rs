@@ -82,8 +82,10 @@ pub struct Config {
           action = clap::ArgAction::Set)]
     pub trust_x_forwarded_for: bool,
 
-    /// Sockets one user may have connected to this node at once; one more is refused at
-    /// connect (`connect_error`).
+    /// Sockets one user may have connected at once, on every node together (with
+    /// `REDIS_URL`: counted in Redis; while Redis cannot be reached, each node caps the
+    /// user's sockets on itself). One more is refused at connect (`connect_error` "too many
+    /// connections for this user").
     #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_sockets_per_user: u32,

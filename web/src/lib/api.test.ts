@@ -27,43 +27,63 @@ function answer(json: unknown) {
 
 afterEach(() => vi.unstubAllGlobals());
 
-describe('the conversation list', () => {
-  it("today's 1:1 list becomes direct conversations keyed by the other person", async () => {
-    answer([{ otherUser: user('bob'), lastMessage: msg({}), unreadCount: 2 }]);
-    const [row] = await api.conversations('me');
-    expect(row.conversation).toMatchObject({ id: 'bob', type: 'direct', peerId: 'bob', unreadCount: 2, memberIds: ['me', 'bob'] });
-    expect(row.conversation.last?.content).toBe('hi');
-  });
+/** Answers each GET by its path (and query), 404 for anything else; records the paths. */
+function routes(table: Record<string, unknown>) {
+  vi.stubGlobal(
+    'fetch',
+    vi.fn(async (path: string) =>
+      path in table
+        ? new Response(JSON.stringify(table[path]), { status: 200 })
+        : new Response(JSON.stringify({ statusCode: 404, message: 'not found', error: 'Not Found' }), { status: 404 }),
+    ),
+  );
+}
+const calls = () => (fetch as unknown as { mock: { calls: [string][] } }).mock.calls.map((c) => c[0]);
+const members = (ids: string[]) => ids.map((id) => ({ user: user(id), role: 'member', joinedAt: 't' }));
 
-  it('the list with conversations: groups by their id with title and members, direct ones still by person', async () => {
-    const members = (ids: string[]) => ids.map((id) => ({ user: user(id), role: 'member', joinedAt: 't' }));
-    answer([
-      {
-        otherUser: null,
-        lastMessage: null,
-        unreadCount: 0,
-        conversation: { id: 'grp-1', type: 'group', title: 'Climbing', members: members(['me', 'bob', 'carol']), createdAt: '2026-01-02T00:00:00.000Z' },
+describe('the conversation list', () => {
+  it('comes from GET /conversations, every page, in order', async () => {
+    const group = { id: 'grp-1', type: 'group', title: 'Climbing', members: members(['me', 'bob', 'carol']), createdAt: '2026-01-02T00:00:00.000Z' };
+    const direct = { id: 'dir-1', type: 'direct', title: null, members: members(['me', 'bob']), createdAt: 't' };
+    routes({
+      '/conversations?limit=200': { conversations: [{ ...group, lastMessage: null, unreadCount: 0 }], nextCursor: 'grp-1' },
+      '/conversations?limit=200&before=grp-1': {
+        conversations: [{ ...direct, lastMessage: msg({ conversationId: 'dir-1' }), unreadCount: 1 }],
+        nextCursor: null,
       },
-      {
-        otherUser: user('bob'),
-        lastMessage: msg({ conversationId: 'dir-1' }),
-        unreadCount: 1,
-        conversation: { id: 'dir-1', type: 'direct', title: null, members: members(['me', 'bob']), createdAt: 't' },
-      },
-    ]);
+    });
     const rows = await api.conversations('me');
+    expect(calls()).toEqual(['/conversations?limit=200', '/conversations?limit=200&before=grp-1']);
+    expect(rows.map((r) => r.conversation.id)).toEqual(['grp-1', 'bob']);
     expect(rows[0].conversation).toMatchObject({ id: 'grp-1', type: 'group', title: 'Climbing', peerId: null, serverId: 'grp-1', last: null });
     expect(rows[0].conversation.memberIds).toEqual(['me', 'bob', 'carol']);
     expect(rows[1].conversation).toMatchObject({ id: 'bob', type: 'direct', peerId: 'bob', serverId: 'dir-1', unreadCount: 1 });
     expect(rows[1].conversation.last?.conversationId).toBe('bob');
+    expect(rows[1].people.map((p) => p.id)).toContain('bob');
+  });
+
+  it('a conversation met twice while paging (it moved up) is listed once', async () => {
+    const direct = { id: 'dir-1', type: 'direct', title: null, members: members(['me', 'bob']), createdAt: 't' };
+    const entry = { ...direct, lastMessage: msg({ conversationId: 'dir-1' }), unreadCount: 0 };
+    routes({
+      '/conversations?limit=200': { conversations: [entry], nextCursor: 'dir-1' },
+      '/conversations?limit=200&before=dir-1': { conversations: [entry], nextCursor: null },
+    });
+    expect((await api.conversations('me')).map((r) => r.conversation.id)).toEqual(['bob']);
+  });
+
+  it("a server without the conversation API: the brief's 1:1 list, direct conversations keyed by the other person", async () => {
+    routes({ '/messages/conversations/all': [{ otherUser: user('bob'), lastMessage: msg({}), unreadCount: 2 }] });
+    const [row] = await api.conversations('me');
+    expect(row.conversation).toMatchObject({ id: 'bob', type: 'direct', peerId: 'bob', unreadCount: 2, memberIds: ['me', 'bob'] });
+    expect(row.conversation.last?.content).toBe('hi');
   });
 
   it('history: a direct conversation through the 1:1 route, a group through the conversation API', async () => {
     answer({ messages: [], nextCursor: null });
     await api.history({ id: 'bob', type: 'direct', title: null, memberIds: [], peerId: 'bob', last: null, activity: '', unreadCount: 0 }, 'x', 50);
     await api.history({ id: 'g', type: 'group', title: 'G', memberIds: [], peerId: null, last: null, activity: '', unreadCount: 0, serverId: 'g' }, null, 50);
-    const calls = (fetch as unknown as { mock: { calls: [string][] } }).mock.calls.map((c) => c[0]);
-    expect(calls).toEqual(['/messages/conversation/bob?limit=50&before=x', '/conversations/g/messages?limit=50']);
+    expect(calls()).toEqual(['/messages/conversation/bob?limit=50&before=x', '/conversations/g/messages?limit=50']);
   });
 });
 

@@ -1,7 +1,8 @@
-// The HTTP API, shaped around conversations. Today's server speaks 1:1 routes
-// (`/messages/conversations/all`, `/messages/conversation/:otherUserId`); this layer turns
-// them into conversations so that the rest of the client never deals in pairs.
-import type { AuthResponse, HttpError, SyncPage, User } from '../wire/protocol';
+// The HTTP API, shaped around conversations: the list from `GET /conversations` (page by
+// page), direct history through the brief's 1:1 route (`/messages/conversation/:otherUserId`)
+// and groups through the conversation API; this layer turns them into conversations so that
+// the rest of the client never deals in pairs.
+import type { AuthResponse, ConversationPage, ConversationSummary, HttpError, SyncPage, User } from '../wire/protocol';
 import type { ChatConversation, WireMessage } from './model';
 import { fromWire } from './model';
 
@@ -14,7 +15,7 @@ export interface ServerConversation {
   createdAt: string;
 }
 
-/** One entry of `GET /messages/conversations/all`, before and after the conversation API. */
+/** One entry of the list: `GET /messages/conversations/all`'s shape (before and after the conversation API). */
 interface ListEntry {
   otherUser: User | null;
   lastMessage: WireMessage | null;
@@ -128,9 +129,48 @@ export interface ConversationListing {
   people: User[];
 }
 
-/** Every conversation, most recent first, with the people in them. */
+/** Conversations asked for per page of `GET /conversations` (its maximum). */
+const CONVERSATION_PAGE = 200;
+
+/** `GET /conversations` entries as the list's rows (`otherUser`: the other person of a direct one). */
+function fromSummary(c: ConversationSummary, myId: string): ListEntry {
+  const { lastMessage, unreadCount, ...conversation } = c;
+  const otherUser = c.type === 'direct' ? (c.members.find((m) => m.user.id !== myId)?.user ?? null) : null;
+  return { otherUser, lastMessage: lastMessage as WireMessage | null, unreadCount, conversation };
+}
+
+/** Every conversation, most recent first: `GET /conversations` page by page (`nextCursor`). */
+async function listedConversations(myId: string): Promise<ListEntry[]> {
+  const rows: ListEntry[] = [];
+  const seen = new Set<string>();
+  let before: string | null = null;
+  for (;;) {
+    const q = new URLSearchParams({ limit: String(CONVERSATION_PAGE) });
+    if (before) q.set('before', before);
+    const page: ConversationPage = await request<ConversationPage>('GET', `/conversations?${q}`);
+    // A conversation that moved up while paging can come twice: the first (newer) one counts.
+    for (const c of page.conversations) {
+      if (!seen.has(c.id)) rows.push(fromSummary(c, myId));
+      seen.add(c.id);
+    }
+    if (!page.nextCursor || page.nextCursor === before) return rows;
+    before = page.nextCursor;
+  }
+}
+
+/**
+ * Every conversation, most recent first, with the people in them. From `GET /conversations`
+ * (paginated); a server without the conversation API answers the brief's
+ * `GET /messages/conversations/all` instead.
+ */
 export async function conversations(myId: string): Promise<ConversationListing[]> {
-  const rows = await request<ListEntry[]>('GET', '/messages/conversations/all');
+  let rows: ListEntry[];
+  try {
+    rows = await listedConversations(myId);
+  } catch (e) {
+    if (!(e instanceof ApiError && (e.status === 404 || e.status === 405))) throw e;
+    rows = await request<ListEntry[]>('GET', '/messages/conversations/all');
+  }
   return rows.flatMap((row) => {
     const last = row.lastMessage ? fromWire(row.lastMessage, myId) : null;
     const people = [row.otherUser, row.lastMessage?.sender, row.lastMessage?.receiver].filter((u): u is User => !!u);

@@ -24,7 +24,7 @@ use crate::delivery::Origin;
 use crate::domain::UserId;
 use crate::error::DomainError;
 use crate::health::Probe;
-use crate::presence::Presence;
+use crate::presence::{AtCapacity, Presence};
 use crate::ratelimit::{LoginLimiter, SendLimiter};
 use crate::state::AppState;
 
@@ -100,6 +100,10 @@ impl Cluster {
 impl Presence for RedisPresence {
     async fn connect(&self, user: UserId, _socket: &str) -> bool {
         RedisPresence::connect(self, user).await
+    }
+
+    async fn admit(&self, user: UserId, _socket: &str, cap: u32) -> Result<bool, AtCapacity> {
+        RedisPresence::admit(self, user, cap).await
     }
 
     async fn disconnect(&self, user: UserId, _socket: &str) -> bool {

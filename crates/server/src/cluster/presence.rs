@@ -23,10 +23,19 @@
 //! announces "offline" for every user left with no socket anywhere: at most
 //! `NODE_TTL + HEARTBEAT_EVERY` (12 s) after the death.
 //!
+//! **Sockets per user** (`MAX_SOCKETS_PER_USER`) are counted from the same hash: a socket is
+//! admitted ([`RedisPresence::admit`]) only while the user's counts on live nodes add up to
+//! less than the cap, checked and counted in one script, so two nodes admitting at once
+//! cannot both pass the last place. A disconnect gives its place back at once (before the
+//! offline delay); a dead node's sockets stop counting as soon as its time is up, before
+//! any heartbeat removes them.
+//!
 //! **Redis down.** Every operation falls back to this node's own counts (kept anyway): the
 //! node's users stay online to one another, and when Redis is back the node writes its
 //! counts into Redis again (announcing "offline" for users who left meanwhile), without
-//! announcing anyone "online" a second time.
+//! announcing anyone "online" a second time. Admission then answers "admitted": the
+//! gateway's own count caps the user's sockets on this node (so a user holds at most the cap
+//! on each node until Redis answers again; nobody is refused for the outage).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +46,7 @@ use redis::Script;
 
 use super::link::Link;
 use crate::domain::UserId;
+use crate::presence::AtCapacity;
 
 /// How often a node tells Redis it is alive (and removes dead nodes).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
@@ -61,12 +71,13 @@ pub struct RedisPresence {
     stale: AtomicBool,
 }
 
-/// KEYS: nodes, user hash, node set, shown. ARGV: node, user, ttl ms.
-/// Returns 1 when the user was not shown online (they came online).
+/// KEYS: nodes, user hash, node set, shown. ARGV: node, user, ttl ms, cap (0: none).
+/// Returns -1 when the user holds `cap` sockets on live nodes already (nothing is changed
+/// then), 1 when the user was not shown online (they came online), 0 otherwise.
 const CONNECT: &str = r"
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+local cap = tonumber(ARGV[4])
+if cap > 0 and sockets(KEYS[1], KEYS[2], now) >= cap then return -1 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('SADD', KEYS[3], ARGV[2])
 if redis.call('SET', KEYS[4], '1', 'GET') then return 0 end
@@ -83,7 +94,8 @@ end
 return n
 ";
 
-/// A helper shared by the scripts below: is the user (hash `key`) on a live node?
+/// Helpers shared by the scripts: is the user (hash `key`) on a live node, and how many
+/// sockets has the user on live nodes? (`now`: Redis' clock, ms.)
 const ONLINE_FN: &str = r"
 local function online(nodes, key, now)
   local fields = redis.call('HGETALL', key)
@@ -92,6 +104,15 @@ local function online(nodes, key, now)
     if alive and tonumber(alive) >= now and tonumber(fields[i + 1]) > 0 then return true end
   end
   return false
+end
+local function sockets(nodes, key, now)
+  local n = 0
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local alive = redis.call('ZSCORE', nodes, fields[i])
+    if alive and tonumber(alive) >= now then n = n + math.max(tonumber(fields[i + 1]), 0) end
+  end
+  return n
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -189,7 +210,7 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        connect: script(CONNECT, false),
+        connect: script(CONNECT, true),
         disconnect: script(DISCONNECT, false),
         settle: script(SETTLE, true),
         online_among: script(ONLINE_AMONG, true),
@@ -263,9 +284,18 @@ impl RedisPresence {
         tracing::debug!(error = %e, what, "presence: redis unreachable, using this node's view");
     }
 
-    /// A socket of `user` connected here; true when the user came online (first socket on
-    /// any node, or, with Redis down, on this node).
+    /// A socket of `user` connected here, counted without a cap; true when the user came
+    /// online (first socket on any node, or, with Redis down, on this node).
     pub async fn connect(&self, user: UserId) -> bool {
+        self.admit(user, 0).await.unwrap_or(false)
+    }
+
+    /// A socket of `user` wants to connect here: counted unless the user holds `cap`
+    /// sockets (0: no cap) on live nodes already ([`AtCapacity`]; nothing is counted then).
+    /// Ok(true) when the user came online (first socket on any node, or, with Redis down,
+    /// on this node). With Redis unreachable the socket is admitted: the caller's own count
+    /// caps it on this node.
+    pub async fn admit(&self, user: UserId, cap: u32) -> Result<bool, AtCapacity> {
         let (before, _) = self.count(user, 1);
         let id = user.as_string();
         let keys = [
@@ -285,15 +315,20 @@ impl RedisPresence {
                 call.arg(node)
                     .arg(&id)
                     .arg(ttl)
+                    .arg(cap)
                     .invoke_async::<i64>(conn)
                     .await
             })
             .await;
         match result {
-            Ok(came_online) => came_online == 1,
+            Ok(-1) => {
+                self.count(user, -1);
+                Err(AtCapacity)
+            }
+            Ok(came_online) => Ok(came_online == 1),
             Err(e) => {
                 self.fell_back("connect", &e);
-                before == 0
+                Ok(before == 0)
             }
         }
     }
@@ -572,6 +607,74 @@ mod tests {
         );
         assert_eq!(n[1].online_among(&[ada, bob]).await, [bob]);
         assert!(n[1].heartbeat().await.is_empty(), "announced once");
+    }
+
+    /// `MAX_SOCKETS_PER_USER` over every node: of ten sockets asking at once on two nodes
+    /// with a cap of 3, exactly three get in; a refused one changes nothing; a disconnect
+    /// gives its place back at once.
+    #[tokio::test]
+    async fn sockets_per_user_are_capped_across_nodes_at_once() {
+        let redis = PrivateRedis::start();
+        let n = nodes(&redis, 2).await;
+        let (ada, bob) = (UserId::new(), UserId::new());
+        let asks = (0..10).map(|i| n[i % 2].admit(ada, 3));
+        let answers = futures::future::join_all(asks).await;
+        let admitted: Vec<usize> = (0..10).filter(|i| answers[*i].is_ok()).collect();
+        assert_eq!(admitted.len(), 3, "admitted: {answers:?}");
+        assert_eq!(
+            answers.iter().filter(|a| **a == Ok(true)).count(),
+            1,
+            "came online once"
+        );
+        assert_eq!(n[0].admit(ada, 3).await, Err(AtCapacity));
+        assert_eq!(n[1].admit(ada, 3).await, Err(AtCapacity));
+        assert_eq!(n[0].admit(bob, 3).await, Ok(true), "the cap is per user");
+
+        // One of ada's sockets goes (on whichever node held it): another may come, on
+        // either node, and only one.
+        let holder = admitted[0] % 2;
+        let gone = tokio::spawn({
+            let node = n[holder].clone();
+            async move { node.disconnect(ada).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while n[1 - holder].admit(ada, 3).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "place never freed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(n[holder].admit(ada, 3).await, Err(AtCapacity));
+        assert!(!gone.await.unwrap(), "still online: no offline");
+    }
+
+    /// A node that dies holding a user's sockets: they stop counting against the cap as soon
+    /// as the node's time is up (no heartbeat needs to remove them first).
+    #[tokio::test]
+    async fn a_dead_nodes_sockets_stop_counting() {
+        let redis = PrivateRedis::start();
+        let n = nodes(&redis, 2).await;
+        let ada = UserId::new();
+        for _ in 0..3 {
+            n[0].admit(ada, 3).await.unwrap();
+        }
+        assert_eq!(n[1].admit(ada, 3).await, Err(AtCapacity));
+        // n[0] is dead from here on; n[1] does not heartbeat either.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert_eq!(n[1].admit(ada, 3).await, Ok(false), "still shown online");
+        n[1].admit(ada, 3).await.unwrap();
+        n[1].admit(ada, 3).await.unwrap();
+        assert_eq!(n[1].admit(ada, 3).await, Err(AtCapacity));
+    }
+
+    /// Redis down: admission says yes (the gateway's count on each node is the cap then),
+    /// rather than refusing everyone.
+    #[tokio::test]
+    async fn with_redis_down_admission_falls_back_to_the_node() {
+        let mut redis = PrivateRedis::start();
+        let n = nodes(&redis, 1).await;
+        let ada = UserId::new();
+        n[0].admit(ada, 1).await.unwrap();
+        redis.stop();
+        assert_eq!(n[0].admit(ada, 1).await, Ok(false));
     }
 
     /// Redis restarted empty: the next heartbeat writes this node's sockets back, and

@@ -71,10 +71,16 @@ struct Admitted {
     first_socket: bool,
 }
 
-/// Sets up an authenticated socket before Socket.IO tells the client it is connected (this
-/// runs in the connect middleware): its user room, its event queue and disconnect handler.
-/// Nothing the client sends after connecting can arrive before its handler exists.
-pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, session: Session) {
+/// Sets up an authenticated socket, counted by the presence already (`first_socket`: the
+/// user's first anywhere), before Socket.IO tells the client it is connected (this runs in
+/// the connect middleware): its user room, its event queue and disconnect handler. Nothing
+/// the client sends after connecting can arrive before its handler exists.
+pub(super) async fn admit<A: Adapter>(
+    gateway: &Arc<Gateway>,
+    s: &SocketRef<A>,
+    session: Session,
+    first_socket: bool,
+) {
     let user = session.user;
     s.join(user_room(&user.as_string()));
     if let Some(jti) = session.token_id {
@@ -82,7 +88,6 @@ pub(super) async fn admit<A: Adapter>(gateway: &Arc<Gateway>, s: &SocketRef<A>, 
     }
     metrics::node().sockets.inc();
     let socket_id = s.id.to_string();
-    let first_socket = gateway.state.presence.connect(user, &socket_id).await;
     s.extensions.insert(Admitted {
         session,
         first_socket,

@@ -22,6 +22,7 @@ use socketioxide::SocketIo;
 use socketioxide_core::adapter::{CoreAdapter, DefinedAdapter};
 
 use crate::domain::UserId;
+use crate::presence::AtCapacity;
 use crate::state::AppState;
 
 #[cfg(test)]
@@ -71,7 +72,9 @@ struct Gateway {
 pub struct Settings {
     /// A socket silent this long is told `FORCE_DISCONNECT {reason: "idle_timeout"}`.
     pub idle_timeout: Duration,
-    /// Sockets one user may have connected to this node (`MAX_SOCKETS_PER_USER`).
+    /// Sockets one user may have connected (`MAX_SOCKETS_PER_USER`): on every node
+    /// together in a cluster (counted in Redis by the presence), on this node alone on a
+    /// single node and while Redis cannot be reached.
     pub max_sockets_per_user: u32,
     /// Sockets this node holds at most (`MAX_CONNECTIONS`).
     pub max_connections: Option<u32>,
@@ -87,8 +90,11 @@ impl Settings {
     }
 }
 
-/// The sockets held, per user and in all, counted when admitted and when gone. (A std
-/// `Mutex`: each critical section is a map operation.)
+/// The sockets this node holds, per user and in all, counted when admitted and when gone:
+/// the node's `MAX_CONNECTIONS`, and `MAX_SOCKETS_PER_USER` on this node (the whole cap on a
+/// single node; in a cluster the presence checks it over every node, and this count is what
+/// still holds while Redis cannot be reached). (A std `Mutex`: each critical section is a
+/// map operation.)
 struct Sockets {
     /// Sockets per user, and in all.
     held: std::sync::Mutex<(std::collections::HashMap<UserId, u32>, u32)>,
@@ -208,9 +214,24 @@ async fn authenticate<A: Adapter>(
         .authenticate(&token)
         .await
         .map_err(|_| unauthorized(()))?;
-    // Counted here, released by the disconnect handler `admit` sets up.
+    // Counted here, released by the disconnect handler `admit` sets up: first on this node
+    // (its connection limit, and the user's cap here), then wherever the presence sees the
+    // user's sockets (every node of a cluster).
     gateway.sockets.admit(session.user)?;
-    handlers::admit(gateway, s, session).await;
+    let first_socket = match gateway
+        .state
+        .presence
+        .admit(session.user, &s.id.to_string(), gateway.sockets.max_per_user)
+        .await
+    {
+        Ok(first_socket) => first_socket,
+        Err(AtCapacity) => {
+            gateway.sockets.release(session.user);
+            crate::metrics::node().refused("too_many_sockets");
+            return Err(TOO_MANY_SOCKETS);
+        }
+    };
+    handlers::admit(gateway, s, session, first_socket).await;
     Ok(())
 }
 

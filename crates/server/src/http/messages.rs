@@ -2,7 +2,8 @@
 //! reach the users' sockets exactly as if they had come over Socket.IO.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use nexus_protocol::events::{DeliveredUpdate, MessageDeleted, MessageEdited, ReadUpdate};
 use nexus_protocol::{Conversation, Message, MessagePage, SyncPage};
 use serde::Deserialize;
@@ -120,15 +121,48 @@ async fn conversation(
     ))
 }
 
-/// Every conversation of the caller, most recent first.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// The previous page's cursor (its `X-Next-Cursor`, a conversation id).
+    before: Option<String>,
+    /// Entries per page (1-500, default 200).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+}
+
+/// The caller's conversations, most recent first, a page at a time: the brief's array, with
+/// the next page (if any) in the `Link` and `X-Next-Cursor` headers.
 #[utoipa::path(get, path = "/messages/conversations/all", tag = "messages", security(("bearer" = [])),
-    responses((status = 200, description = "the conversations", body = Vec<Conversation>), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
+    params(ListQuery),
+    responses((status = 200, description = "a page of conversations (the last page: no `Link`, no `X-Next-Cursor`)", body = Vec<Conversation>,
+            headers(("Link" = String, description = "`</messages/conversations/all?before=…&limit=…>; rel=\"next\"` (RFC 8288): the next page; absent on the last page"),
+                ("X-Next-Cursor" = String, description = "the next page's `before` (a conversation id); absent on the last page"))),
+        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
+        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
         (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
 async fn conversations(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-) -> Result<axum::Json<Vec<Conversation>>, ApiError> {
-    Ok(axum::Json(state.messaging.conversations(me).await?))
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let page = state
+        .messaging
+        .conversations(me, q.before.as_deref(), q.limit.as_deref())
+        .await?;
+    let mut headers = HeaderMap::new();
+    if let Some(cursor) = &page.next_cursor {
+        // A conversation id (a UUID): nothing to escape.
+        let next = format!(
+            "</messages/conversations/all?before={cursor}&limit={}>; rel=\"next\"",
+            page.limit
+        );
+        if let (Ok(link), Ok(cursor)) = (HeaderValue::from_str(&next), HeaderValue::from_str(cursor)) {
+            headers.insert(header::LINK, link);
+            headers.insert("x-next-cursor", cursor);
+        }
+    }
+    Ok((headers, axum::Json(page.conversations)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

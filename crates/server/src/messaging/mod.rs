@@ -223,6 +223,27 @@ pub const MAX_CATCH_UP: i64 = 1000;
 pub const DEFAULT_GROUP_MAX_MEMBERS: usize = 256;
 pub const DEFAULT_CONVERSATION_PAGE: i64 = 50;
 pub const MAX_CONVERSATION_PAGE: i64 = 200;
+/// Page sizes of the brief's list (`GET /messages/conversations/all`): the default answers
+/// a client that never asks for a second page with 200 conversations, its most recent ones.
+pub const DEFAULT_CONVERSATION_LIST_PAGE: i64 = 200;
+pub const MAX_CONVERSATION_LIST_PAGE: i64 = 500;
+
+/// A page of the brief's conversation list, and the cursor of the next one (`None` on the
+/// last page): the conversation id to pass back as `before`.
+#[derive(Debug, Clone)]
+pub struct ConversationList {
+    pub conversations: Vec<wire::Conversation>,
+    pub next_cursor: Option<String>,
+    /// The page size used (asked for, or the default): the next page's link keeps it.
+    pub limit: i64,
+}
+
+/// A page of a user's conversations: each with its last message and the user's unread
+/// count, and the next page's cursor.
+struct ConversationsPage {
+    entries: Vec<(wire::ConversationInfo, Option<wire::Message>, i64)>,
+    next_cursor: Option<String>,
+}
 
 #[derive(Clone)]
 pub struct MessagingService {
@@ -648,6 +669,33 @@ impl MessagingService {
         limit: Option<&str>,
     ) -> Result<wire::ConversationPage, DomainError> {
         let limit = parse_limit(limit, DEFAULT_CONVERSATION_PAGE, MAX_CONVERSATION_PAGE)?;
+        let page = self.conversations_page(me, before, limit).await?;
+        Ok(wire::ConversationPage {
+            next_cursor: page.next_cursor,
+            conversations: page
+                .entries
+                .into_iter()
+                .map(
+                    |(conversation, last_message, unread_count)| wire::ConversationSummary {
+                        conversation,
+                        last_message,
+                        unread_count,
+                    },
+                )
+                .collect(),
+        })
+    }
+
+    /// The page of `me`'s current conversations after `before` (a conversation id: the
+    /// previous page's cursor; one of `me`'s, current or left), at most `limit`: the cursor
+    /// rule of both conversation lists. Its cost is bounded by `limit`: the store seeks to
+    /// the cursor, and views and last messages are loaded for this page only.
+    async fn conversations_page(
+        &self,
+        me: UserId,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<ConversationsPage, DomainError> {
         let viewer = me.as_string();
         let before = match before.filter(|b| !b.is_empty()) {
             None => None,
@@ -671,29 +719,20 @@ impl MessagingService {
                 }
             }
         };
+        // One extra row tells whether more remain.
         let mut listed = self
             .store
             .listed_conversations(&viewer, before, limit + 1)
             .await?;
         let more = listed.len() as i64 > limit;
         listed.truncate(limit as usize);
-        let entries = self.summaries(&viewer, &listed).await?;
-        Ok(wire::ConversationPage {
+        Ok(ConversationsPage {
+            entries: self.summaries(&viewer, &listed).await?,
             next_cursor: if more {
                 listed.last().map(|l| l.conversation_id.clone())
             } else {
                 None
             },
-            conversations: entries
-                .into_iter()
-                .map(
-                    |(conversation, last_message, unread_count)| wire::ConversationSummary {
-                        conversation,
-                        last_message,
-                        unread_count,
-                    },
-                )
-                .collect(),
         })
     }
 
@@ -730,17 +769,25 @@ impl MessagingService {
             .collect())
     }
 
-    /// Every conversation of `me`, most recent first (the brief's list: `otherUser` is the
-    /// other person of a direct conversation, `null` for a group).
-    pub async fn conversations(&self, me: UserId) -> Result<Vec<wire::Conversation>, DomainError> {
+    /// The brief's list of `me`'s conversations, most recent first, a page at a time
+    /// (`otherUser` is the other person of a direct conversation, `null` for a group):
+    /// after `before` (the previous page's cursor), `limit` entries (default 200, at most
+    /// 500), with the same cursor rule as [`MessagingService::list_conversations`].
+    pub async fn conversations(
+        &self,
+        me: UserId,
+        before: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<ConversationList, DomainError> {
+        let limit = parse_limit(
+            limit,
+            DEFAULT_CONVERSATION_LIST_PAGE,
+            MAX_CONVERSATION_LIST_PAGE,
+        )?;
         let viewer = me.as_string();
-        let listed = self
-            .store
-            .listed_conversations(&viewer, None, i64::MAX)
-            .await?;
-        Ok(self
-            .summaries(&viewer, &listed)
-            .await?
+        let page = self.conversations_page(me, before, limit).await?;
+        let conversations = page
+            .entries
             .into_iter()
             .map(|(conversation, last_message, unread_count)| {
                 let other_user = match conversation.kind {
@@ -758,7 +805,12 @@ impl MessagingService {
                     conversation,
                 }
             })
-            .collect())
+            .collect();
+        Ok(ConversationList {
+            conversations,
+            next_cursor: page.next_cursor,
+            limit,
+        })
     }
 
     /// The brief's timestamp catch-up, widened to messages edited, deleted or read since.

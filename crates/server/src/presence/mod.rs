@@ -11,12 +11,25 @@ use std::sync::Mutex;
 
 use crate::domain::UserId;
 
+/// A socket refused because its user holds `MAX_SOCKETS_PER_USER` sockets already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtCapacity;
+
 /// The connected sockets of every user, as far as this node can know.
 #[async_trait::async_trait]
 pub trait Presence: Send + Sync + 'static {
     /// Counts socket `socket` of `user`; true when it is the user's first one anywhere (they
     /// just came online).
     async fn connect(&self, user: UserId, socket: &str) -> bool;
+
+    /// [`Presence::connect`] unless `user` holds `cap` sockets already, wherever this
+    /// presence sees them: `Err(AtCapacity)`, and nothing is counted. In a cluster that is
+    /// every live node (checked and counted at once, so two nodes cannot both give away the
+    /// last place). Here, by default, no check: on a single node the gateway's own count of
+    /// its sockets is the whole truth and caps them.
+    async fn admit(&self, user: UserId, socket: &str, _cap: u32) -> Result<bool, AtCapacity> {
+        Ok(self.connect(user, socket).await)
+    }
 
     /// Forgets socket `socket` of `user`; true when it was the user's last one anywhere
     /// (they just went offline).

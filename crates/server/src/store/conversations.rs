@@ -54,6 +54,13 @@ pub struct Listed {
     pub unread: i64,
 }
 
+/// A page of a user's conversation list: user ($1), after (last position $2, id $3), at
+/// most $4. Public so that a test can check its plan on both engines.
+pub const LISTED_CONVERSATIONS: &str =
+    "SELECT conversation_id, last_pos, unread FROM conversation_members \
+     WHERE user_id = $1 AND removed_at IS NULL AND (last_pos, conversation_id) < ($2, $3) \
+     ORDER BY last_pos DESC, conversation_id DESC LIMIT $4";
+
 impl Store {
     /// The conversations with these ids (missing ones are absent), members included.
     pub async fn conversation_views(
@@ -132,7 +139,9 @@ impl Store {
 
     /// `me`'s current conversations, most recent message first (ties, and conversations
     /// without messages, by id, newest first), after the entry `before` (last position, id)
-    /// of a previous page, at most `limit`.
+    /// of a previous page, at most `limit`. The row comparison seeks in the index on
+    /// (user_id, last_pos, conversation_id) (migration 0009) on both engines: a page reads
+    /// its own rows, not the pages before it.
     pub async fn listed_conversations(
         &self,
         me: &str,
@@ -142,18 +151,13 @@ impl Store {
         let (pos, id) = before.unwrap_or((i64::MAX, String::new()));
         self.reads
             .run(async |conn| {
-                Ok(sqlx::query_as(
-                    "SELECT conversation_id, last_pos, unread FROM conversation_members \
-                     WHERE user_id = $1 AND removed_at IS NULL \
-                       AND ($2 = '' OR last_pos < $3 OR (last_pos = $3 AND conversation_id < $2)) \
-                     ORDER BY last_pos DESC, conversation_id DESC LIMIT $4",
-                )
-                .bind(me)
-                .bind(id)
-                .bind(pos)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?)
+                Ok(sqlx::query_as(LISTED_CONVERSATIONS)
+                    .bind(me)
+                    .bind(pos)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(conn)
+                    .await?)
             })
             .await
     }

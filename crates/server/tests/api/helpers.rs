@@ -213,6 +213,11 @@ impl TestApp {
             .expect("delete user");
     }
 
+    /// This app's database (`sqlite://…` or `postgres://…`).
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// The SQLite file of this app's database (`None` on PostgreSQL).
     pub fn db_file(&self) -> Option<String> {
         self._db.url.strip_prefix("sqlite://").map(str::to_string)

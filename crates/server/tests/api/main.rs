@@ -7,6 +7,7 @@ mod helpers;
 mod abuse;
 mod auth;
 mod concurrency;
+mod conversation_list;
 mod delivery;
 mod devices;
 mod durability;
