@@ -221,7 +221,11 @@ async fn authenticate<A: Adapter>(
     let first_socket = match gateway
         .state
         .presence
-        .admit(session.user, &s.id.to_string(), gateway.sockets.max_per_user)
+        .admit(
+            session.user,
+            &s.id.to_string(),
+            gateway.sockets.max_per_user,
+        )
         .await
     {
         Ok(first_socket) => first_socket,

@@ -157,7 +157,9 @@ async fn conversations(
             "</messages/conversations/all?before={cursor}&limit={}>; rel=\"next\"",
             page.limit
         );
-        if let (Ok(link), Ok(cursor)) = (HeaderValue::from_str(&next), HeaderValue::from_str(cursor)) {
+        if let (Ok(link), Ok(cursor)) =
+            (HeaderValue::from_str(&next), HeaderValue::from_str(cursor))
+        {
             headers.insert(header::LINK, link);
             headers.insert("x-next-cursor", cursor);
         }

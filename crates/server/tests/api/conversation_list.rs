@@ -37,9 +37,23 @@ impl TestApp {
                 .unwrap_or_else(|| panic!("not an RFC 8288 next link: {l}"));
             target.to_string()
         });
-        assert_eq!(next.is_some(), cursor.is_some(), "Link and X-Next-Cursor go together");
-        let entries = resp.json::<Value>().await.unwrap().as_array().unwrap().clone();
-        Page { entries, next, cursor }
+        assert_eq!(
+            next.is_some(),
+            cursor.is_some(),
+            "Link and X-Next-Cursor go together"
+        );
+        let entries = resp
+            .json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        Page {
+            entries,
+            next,
+            cursor,
+        }
     }
 
     /// Every page from `first`, following the `Link` headers: the page sizes and the
@@ -51,13 +65,22 @@ impl TestApp {
             let page = self.list_page(&p, user).await;
             if let Some(cursor) = &page.cursor {
                 assert_eq!(
-                    page.entries.last().unwrap()["conversation"]["id"], cursor.as_str(),
+                    page.entries.last().unwrap()["conversation"]["id"],
+                    cursor.as_str(),
                     "the cursor is the page's last conversation"
                 );
-                assert!(page.next.as_ref().unwrap().contains(&format!("before={cursor}")));
+                assert!(page
+                    .next
+                    .as_ref()
+                    .unwrap()
+                    .contains(&format!("before={cursor}")));
             }
             sizes.push(page.entries.len());
-            ids.extend(page.entries.iter().map(|e| e["conversation"]["id"].as_str().unwrap().to_string()));
+            ids.extend(
+                page.entries
+                    .iter()
+                    .map(|e| e["conversation"]["id"].as_str().unwrap().to_string()),
+            );
             path = page.next;
             assert!(sizes.len() < 1000, "the cursor does not advance");
         }
@@ -66,7 +89,10 @@ impl TestApp {
 
     /// A group with `by` alone in it, by id.
     async fn lone_group(&self, by: &TestUser, title: &str) -> String {
-        self.group_ok(by, title, &[]).await["id"].as_str().unwrap().to_string()
+        self.group_ok(by, title, &[]).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -203,14 +229,33 @@ async fn the_openapi_document_describes_the_pages() {
     else {
         return;
     };
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let op = &doc["paths"][ROUTE]["get"];
-    let params: Vec<&str> = op["parameters"].as_array().unwrap().iter()
-        .map(|p| p["name"].as_str().unwrap()).collect();
+    let params: Vec<&str> = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(params, ["before", "limit"]);
     let limit = &op["parameters"][1]["schema"];
-    assert_eq!((limit["minimum"].as_i64(), limit["maximum"].as_i64()), (Some(1), Some(500)), "{limit}");
+    assert_eq!(
+        (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+        (Some(1), Some(500)),
+        "{limit}"
+    );
     let headers = &op["responses"]["200"]["headers"];
-    assert!(headers["Link"].is_object() && headers["X-Next-Cursor"].is_object(), "{headers}");
+    assert!(
+        headers["Link"].is_object() && headers["X-Next-Cursor"].is_object(),
+        "{headers}"
+    );
     assert!(op["responses"]["400"].is_object());
 }
