@@ -151,7 +151,7 @@ describe('two people chatting', () => {
   test('a reload shows the stored conversations and history before the network answers', async () => {
     const held = [];
     let hold = true;
-    await alice.page.route(/\/(messages|sync|users)(\/|\?|$)/, async (route) => {
+    await alice.page.route(/\/(messages|sync|users|conversations)(\/|\?|$)/, async (route) => {
       if (hold) held.push(route);
       else await route.continue();
     });
@@ -165,7 +165,7 @@ describe('two people chatting', () => {
     console.log(`# reload with IndexedDB filled: conversation list shown ${shownAt?.toFixed(0)} ms after navigation start (API held)`);
     hold = false;
     for (const r of held) await r.continue().catch(() => undefined);
-    await alice.page.unroute(/\/(messages|sync|users)(\/|\?|$)/);
+    await alice.page.unroute(/\/(messages|sync|users|conversations)(\/|\?|$)/);
     // Nothing doubled once the network answered.
     await sendUi(bob.page, 'After the reload');
     await message(alice.page, 'After the reload').waitFor();
