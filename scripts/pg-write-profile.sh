@@ -9,7 +9,9 @@
 #   - pidstat: CPU of nexus (per thread), the PostgreSQL backends and the load generator;
 #   - nexus's /metrics: batch sizes and batch times as the writer saw them.
 #   scripts/pg-write-profile.sh [USERS] [INFLIGHT] [SECONDS]   (default 200 1 10)
-# NEXUS_BIN picks the server binary (default target/release/nexus); NO_BUILD=1 skips the build.
+# NEXUS_BIN picks the server binary (default target/release/nexus); NO_BUILD=1 skips the build;
+# EXTRA_SQL is run on the database after the migrations, before the load; PERF=1 adds a
+# system-wide `perf record` (cpu-clock) over the window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${1:-200}; INFLIGHT=${2:-1}; SECS=${3:-10}
@@ -39,6 +41,9 @@ DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/nexus" HOST=127.0.0.1 PORT=$
   RATE_LIMIT_MESSAGES_PER_MINUTE=100000000 RATE_LIMIT_AUTH_PER_IP_PER_MINUTE=1000000 RUST_LOG=warn \
   JWT_SECRET=profile-secret-at-least-32-bytes-long-xx "$NEXUS" & pids+=($!); NEXUS_PID=$!
 for _ in $(seq 100); do curl -fsS http://127.0.0.1:$NPORT/ready >/dev/null 2>&1 && break; sleep 0.2; done
+# EXTRA_SQL runs once nexus has migrated the database, before the load (to try a schema change
+# on the same binary, e.g. EXTRA_SQL="DROP INDEX …").
+[ -z "${EXTRA_SQL:-}" ] || $P -c "$EXTRA_SQL" nexus
 
 # Registration and connection first; the statistics are reset 2 s after sending started
 # (the bench's warm-up), and the samplers cover the rest of the run.
@@ -79,6 +84,10 @@ print(f"{samples} samples of the non-idle nexus backends ({total} backend-sample
 for k, v in counts.most_common(): print(f"{v:8d} {100*v/max(total,1):5.1f}%  {k}")
 PY
 samplers+=($!)
+# PERF=1: where the CPU goes, system-wide (flat, by process and function) over the window.
+if [ -n "${PERF:-}" ]; then
+  perf record -q -e cpu-clock -F 997 -a -o "$OUT/perf.data" -- sleep $((SECS - 2)) 2>/dev/null & samplers+=($!)
+fi
 wait $BENCH || true
 wait "${samplers[@]}"
 curl -fsS http://127.0.0.1:$NPORT/metrics > "$OUT/metrics-after.txt" || true
@@ -89,6 +98,10 @@ $P -c "\copy (SELECT calls, rows, round(mean_exec_time::numeric, 3) AS mean_ms, 
 # Commits as the statements saw them (pg_stat_database's counters lag behind busy backends).
 $P -Atc "SELECT coalesce(sum(calls) FILTER (WHERE query ILIKE 'commit%'), 0), coalesce(sum(calls) FILTER (WHERE query ILIKE 'rollback%'), 0) FROM pg_stat_statements" nexus > "$OUT/commits.txt"
 $P -Atc "SELECT wal_records, wal_bytes, wal_sync, round(wal_sync_time::numeric,1), wal_write FROM pg_stat_wal" nexus > "$OUT/wal.txt"
+# Updates per table in the window, and how many were HOT (heap-only: no index entry written).
+$P -c "SELECT relname, n_tup_ins AS inserted, n_tup_upd AS updated, n_tup_hot_upd AS hot, n_dead_tup AS dead, \
+  pg_size_pretty(pg_table_size(relid)) AS heap, pg_size_pretty(pg_indexes_size(relid)) AS indexes \
+  FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd > 0 ORDER BY n_tup_upd DESC, n_tup_ins DESC" nexus > "$OUT/tables.txt"
 python3 - "$OUT" <<'PY'
 import csv, json, os, re, sys
 out = sys.argv[1]
@@ -120,6 +133,7 @@ for key, (calls, total, rws, texts) in sorted(kinds.items(), key=lambda kv: -kv[
           f"rows/call {rws/max(calls,1):6.1f}  texts {texts:3d}  {key}")
 w = open(f"{out}/wal.txt").read().strip().split("|")
 print(f"WAL: {w[0]} records, {int(w[1])/1e6:.1f} MB, {w[2]} syncs taking {w[3]} ms in all, {w[4]} writes")
+print("tables (window):"); print(open(f"{out}/tables.txt").read())
 print(open(f"{out}/waits.txt").read())
 def avg(path, pat):
     tot = {}; 
@@ -134,6 +148,13 @@ for f in ["pidstat-nexus.txt", "pidstat-postgres.txt", "pidstat-bench.txt"]:
     t = avg(f"{out}/{f}", None)
     for k, v in sorted(t.items(), key=lambda kv: -kv[1])[:8]: print(f"  {f[8:-4]:>8}: {v:6.1f}  {k}")
 PY
+if [ -n "${PERF:-}" ]; then
+  perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,dso -q 2>/dev/null | head -20 > "$OUT/perf-dso.txt"
+  perf report -i "$OUT/perf.data" --stdio --no-children --comms postgres --sort sym -q 2>/dev/null | head -40 > "$OUT/perf-postgres.txt"
+  perf report -i "$OUT/perf.data" --stdio --no-children --comms nexus,tokio-rt-worker,nexus-writer-0 --sort sym -q 2>/dev/null | head -40 > "$OUT/perf-nexus.txt"
+  echo "perf (all CPUs, by process and library):"; cat "$OUT/perf-dso.txt"
+  echo "perf, postgres processes, by function:"; cat "$OUT/perf-postgres.txt"
+fi
 echo "raw files: $OUT (kept with KEEP=1)"
 echo "auto_explain plans over ${AUTO_EXPLAIN_MS:-50} ms: $(grep -c 'duration:' "$DIR/pg.log")" || true
 [ -z "${KEEP:-}" ] || cp "$DIR/pg.log" "$OUT/"
