@@ -7,8 +7,19 @@
 #   scripts/bench-compare.sh [extra `nexus-bench compare` flags, e.g. --rounds 2 --json]
 # NEXUS_BIN / NEXUS_BIN_LABEL add a second nexus binary on PostgreSQL (e.g. an older build,
 # for a before/after table in the same run); NO_BUILD=1 skips the build.
+# PRIVATE_PG=1 runs a private PostgreSQL cluster for the run (initdb into a temporary
+# directory, stock configuration and durability) instead of the machine's, whose WAL and
+# fsyncs other users' databases share (a test suite committing meanwhile stalls these runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${PRIVATE_PG:-}" ]; then
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  PGDIR=$(mktemp -d); chmod 777 "$PGDIR"; PGPORT=$((26000 + RANDOM % 4000))
+  as_pg initdb -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  as_pg pg_ctl -D "$PGDIR/data" -l "$PGDIR/pg.log" -w start \
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
+  PG_ADMIN_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
+fi
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p nexus -p nexus-bench >/dev/null
 B=./target/release/nexus-bench
@@ -24,6 +35,10 @@ cleanup() {
   wait 2>/dev/null || true
   for db in "${DBS[@]}"; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
   rm -rf "$DIR"
+  if [ -n "${PGDIR:-}" ]; then
+    as_pg pg_ctl -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$PGDIR"
+  fi
 }
 trap cleanup EXIT
 PGBASE=${PG_ADMIN_URL%/*}
@@ -43,5 +58,5 @@ fi
 wait_ready http://127.0.0.1:3301/ready
 wait_ready http://127.0.0.1:3302/ready
 wait_ready http://127.0.0.1:3100/health
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); nexus $(git rev-parse --short HEAD)" >&2
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); nexus $(git rev-parse --short HEAD); PostgreSQL ${PG_ADMIN_URL%/*}" >&2
 $B compare "${targets[@]}" --peer "seed-node-pg=http://127.0.0.1:3100@$PEER_PID" --contract brief "$@"
