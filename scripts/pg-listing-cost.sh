@@ -116,8 +116,8 @@ report
 if $P -At -c "SELECT 1 FROM pg_indexes WHERE indexname = 'conversation_members_by_user'" | grep -q 1; then
   $P -c "DROP INDEX conversation_members_by_user; CREATE INDEX conversation_members_of_user ON conversation_members (user_id); ANALYZE conversation_members"
   echo "with (user_id) instead of (user_id, last_pos):"
-else
-  $P -c "CREATE INDEX conversation_members_by_user ON conversation_members (user_id, last_pos); ANALYZE conversation_members"
-  echo "with (user_id, last_pos) added:"
+elif $P -At -c "SELECT 1 FROM pg_indexes WHERE indexname = 'conversation_members_listed'" | grep -q 1; then
+  $P -c "DROP INDEX conversation_members_listed; CREATE INDEX conversation_members_of_user ON conversation_members (user_id); ANALYZE conversation_members"
+  echo "with (user_id) instead of 0009's (user_id, last_pos, conversation_id):"
 fi
 report
