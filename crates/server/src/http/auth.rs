@@ -1,5 +1,6 @@
 //! `/auth`: register and log in.
 
+use super::error::documented as E;
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_protocol::AuthResponse;
@@ -40,12 +41,12 @@ struct LoginBody {
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
     responses(
         (status = 201, description = "the account and its access token", body = AuthResponse),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Conflict,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn register(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -62,12 +63,12 @@ async fn register(
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "an access token", body = AuthResponse),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -86,8 +87,8 @@ async fn login(
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "this token is refused from now on"),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::Unauthorized,
+        E::Unavailable))]
 async fn logout(
     State(state): State<AppState>,
     AuthSession(session): AuthSession,
@@ -112,12 +113,12 @@ struct PasswordBody {
     request_body = PasswordBody,
     responses(
         (status = 200, description = "a new access token; every older one is refused", body = AuthResponse),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn change_password(
     State(state): State<AppState>,
     AuthSession(session): AuthSession,

@@ -1,6 +1,7 @@
 //! `/conversations`: conversations and groups, thin adapters over the messaging domain.
 //! Every change reaches the members' sockets exactly as if it had come over Socket.IO.
 
+use super::error::documented as E;
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_protocol::{ConversationInfo, ConversationPage, MessagePage};
@@ -36,11 +37,11 @@ struct ReadBody {
 #[utoipa::path(post, path = "/conversations/{id}/read", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id")), request_body = ReadBody,
     responses((status = 200, description = "the read mark (CONVERSATION_READ's payload)", body = nexus_protocol::events::ConversationRead),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::TooLarge,
+        E::NotJson,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -70,11 +71,11 @@ struct CreateBody {
 /// 201 with the new group.
 #[utoipa::path(post, path = "/conversations", tag = "conversations", security(("bearer" = [])),
     request_body = CreateBody,
-    responses((status = 201, description = "the new group", body = ConversationInfo), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 201, description = "the new group", body = ConversationInfo), E::BadRequest, E::NoConversation,
+        E::TooLarge,
+        E::NotJson,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -105,9 +106,9 @@ struct PageQuery {
 /// The caller's conversations, most recent first.
 #[utoipa::path(get, path = "/conversations", tag = "conversations", security(("bearer" = [])),
     params(PageQuery),
-    responses((status = 200, description = "a page of conversations", body = ConversationPage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "a page of conversations", body = ConversationPage), E::BadRequest,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -123,9 +124,9 @@ async fn list(
 
 #[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id")),
-    responses((status = 200, description = "the conversation", body = ConversationInfo), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the conversation", body = ConversationInfo), E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn show(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -142,11 +143,11 @@ struct RenameBody {
 
 #[utoipa::path(patch, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id")), request_body = RenameBody,
-    responses((status = 200, description = "the renamed group", body = ConversationInfo), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the renamed group", body = ConversationInfo), E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::TooLarge,
+        E::NotJson,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn rename(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -171,11 +172,11 @@ struct AddBody {
 
 #[utoipa::path(post, path = "/conversations/{id}/members", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id")), request_body = AddBody,
-    responses((status = 200, description = "the group with its new members", body = ConversationInfo), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the group with its new members", body = ConversationInfo), E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::TooLarge,
+        E::NotJson,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn add(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -195,9 +196,9 @@ async fn add(
 /// is now.
 #[utoipa::path(delete, path = "/conversations/{id}/members/{user}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id"), ("user" = uuid::Uuid, Path, description = "the member to remove (yourself: leave)")),
-    responses((status = 200, description = "the group as it is now", body = ConversationInfo), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the group as it is now", body = ConversationInfo), E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn remove(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -215,9 +216,9 @@ async fn remove(
 /// A conversation's messages, a page at a time, oldest first.
 #[utoipa::path(get, path = "/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the conversation's id"), PageQuery),
-    responses((status = 200, description = "a page of messages", body = MessagePage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError), (status = 403, description = "not a member, or not an admin", body = nexus_protocol::HttpError), (status = 404, description = "no such conversation, user or message", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "a page of messages", body = MessagePage), E::BadRequest, E::NotAdmin, E::NoConversation,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn messages(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

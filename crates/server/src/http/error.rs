@@ -109,3 +109,33 @@ pub async fn method_not_allowed() -> ApiError {
         "method not allowed on this route",
     )
 }
+
+/// The error answers the OpenAPI document lists, one type per status and meaning, named in
+/// each route's `responses(...)` so every route says the same thing the same way.
+pub mod documented {
+    use nexus_protocol::HttpError;
+    use utoipa::IntoResponses;
+
+    macro_rules! error_responses {
+        ($($name:ident = $status:literal, $description:literal;)*) => {$(
+            #[derive(IntoResponses)]
+            #[response(status = $status, description = $description)]
+            #[allow(dead_code)] // never built: only its field's type reaches the document
+            pub struct $name(HttpError);
+        )*};
+    }
+
+    error_responses! {
+        BadRequest = 400, "invalid input";
+        Unauthorized = 401, "no valid access token";
+        NotAdmin = 403, "not a member, or not an admin";
+        Forbidden = 403, "not allowed to the caller";
+        NoConversation = 404, "no such conversation, user or message";
+        NotFound = 404, "no such thing (or not the caller's)";
+        Conflict = 409, "conflict";
+        TooLarge = 413, "body too large";
+        NotJson = 415, "not JSON";
+        RateLimited = 429, "rate limited";
+        Unavailable = 503, "the database (or Redis) cannot be reached, retry later";
+    }
+}

@@ -1,6 +1,7 @@
 //! `/messages` and `/sync`: thin adapters over the messaging domain. State changes made here
 //! reach the users' sockets exactly as if they had come over Socket.IO.
 
+use super::error::documented as E;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
@@ -52,13 +53,13 @@ struct SendBody {
 #[utoipa::path(post, path = "/messages", tag = "messages", security(("bearer" = [])),
     request_body = SendBody,
     responses((status = 201, description = "the stored message (a retry: the original)", body = Message),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::NotFound,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -103,10 +104,10 @@ struct PageQuery {
 /// One conversation's messages, a page at a time, oldest first.
 #[utoipa::path(get, path = "/messages/conversation/{other}", tag = "messages", security(("bearer" = [])),
     params(("other" = uuid::Uuid, Path, description = "the other user's id"), PageQuery),
-    responses((status = 200, description = "a page of messages", body = MessagePage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "a page of messages", body = MessagePage), E::BadRequest,
+        E::Unauthorized,
+        E::NotFound,
+        E::Unavailable))]
 async fn conversation(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -138,9 +139,9 @@ struct ListQuery {
     responses((status = 200, description = "a page of conversations (the last page: no `Link`, no `X-Next-Cursor`)", body = Vec<Conversation>,
             headers(("Link" = String, description = "`</messages/conversations/all?before=…&limit=…>; rel=\"next\"` (RFC 8288): the next page; absent on the last page"),
                 ("X-Next-Cursor" = String, description = "the next page's `before` (a conversation id); absent on the last page"))),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn conversations(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -180,9 +181,9 @@ struct CatchUpQuery {
 
 /// The brief's catch-up by time (see `/sync` for the gap-free feed).
 #[utoipa::path(get, path = "/messages/sync", tag = "messages", security(("bearer" = [])), params(CatchUpQuery),
-    responses((status = 200, description = "messages created or changed since then", body = Vec<Message>), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "messages created or changed since then", body = Vec<Message>), E::BadRequest,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn catch_up(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -209,9 +210,9 @@ struct SyncQuery {
 
 /// The caller's gap-free change feed after `since`, in `seq` order.
 #[utoipa::path(get, path = "/sync", tag = "messages", security(("bearer" = [])), params(SyncQuery),
-    responses((status = 200, description = "a page of the feed", body = SyncPage), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "a page of the feed", body = SyncPage), E::BadRequest,
+        E::Unauthorized,
+        E::Unavailable))]
 async fn sync(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -234,15 +235,15 @@ struct EditBody {
 /// Edits one's own message (20 edits per message at most).
 #[utoipa::path(patch, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "the message id")), request_body = EditBody,
-    responses((status = 200, description = "MESSAGE_EDITED with the sender's seq", body = MessageEdited), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "MESSAGE_EDITED with the sender's seq", body = MessageEdited), E::BadRequest,
+        E::Unauthorized,
+        E::Forbidden,
+        E::NotFound,
+        E::Conflict,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -260,13 +261,13 @@ async fn edit(
 
 /// Deletes one's own message (the row stays, its content is replaced).
 #[utoipa::path(delete, path = "/messages/{id}", tag = "messages", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
-    responses((status = 200, description = "MESSAGE_DELETED with the sender's seq", body = MessageDeleted), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 409, description = "conflict", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "MESSAGE_DELETED with the sender's seq", body = MessageDeleted), E::BadRequest,
+        E::Unauthorized,
+        E::Forbidden,
+        E::NotFound,
+        E::Conflict,
+        E::RateLimited,
+        E::Unavailable))]
 async fn delete(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -278,12 +279,12 @@ async fn delete(
 
 /// The receiver's delivery receipt (stored once).
 #[utoipa::path(post, path = "/messages/{id}/delivered", tag = "receipts", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
-    responses((status = 200, description = "MESSAGE_DELIVERED_UPDATE (seq 0 if it was stored before)", body = DeliveredUpdate), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "MESSAGE_DELIVERED_UPDATE (seq 0 if it was stored before)", body = DeliveredUpdate), E::BadRequest,
+        E::Unauthorized,
+        E::Forbidden,
+        E::NotFound,
+        E::RateLimited,
+        E::Unavailable))]
 async fn delivered(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -300,12 +301,12 @@ async fn delivered(
 
 /// The receiver's read receipt (stored once).
 #[utoipa::path(post, path = "/messages/{id}/read", tag = "receipts", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
-    responses((status = 200, description = "MESSAGE_READ_UPDATE (seq 0 if it was stored before)", body = ReadUpdate), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 403, description = "not allowed to the caller", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "MESSAGE_READ_UPDATE (seq 0 if it was stored before)", body = ReadUpdate), E::BadRequest,
+        E::Unauthorized,
+        E::Forbidden,
+        E::NotFound,
+        E::RateLimited,
+        E::Unavailable))]
 async fn read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -329,10 +330,10 @@ struct HistoryEntry {
 
 /// Earlier versions of an edited message, oldest first (empty once deleted).
 #[utoipa::path(get, path = "/messages/{id}/history", tag = "messages", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "the message id")),
-    responses((status = 200, description = "the texts the edits replaced, oldest first", body = Vec<HistoryEntry>), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the texts the edits replaced, oldest first", body = Vec<HistoryEntry>), E::BadRequest,
+        E::Unauthorized,
+        E::NotFound,
+        E::Unavailable))]
 async fn history(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

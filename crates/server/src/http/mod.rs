@@ -62,6 +62,8 @@ async fn observe(request: Request, next: Next) -> Response {
                        described in docs/protocol.md). Errors are `{statusCode, message, error}`."
     ),
     modifiers(&BearerAuth),
+    // The error answers name it through `error::documented`, which does not register it.
+    components(schemas(nexus_protocol::HttpError)),
     tags(
         (name = "auth", description = "accounts and access tokens"),
         (name = "users", description = "the caller and user search"),

@@ -1,6 +1,7 @@
 //! `/users`: the current user, user search and push devices (FCM tokens, Web Push
 //! subscriptions).
 
+use super::error::documented as E;
 use axum::extract::State;
 use axum::http::StatusCode;
 use nexus_protocol::{
@@ -28,8 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, description = "the caller", body = User), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the caller", body = User), E::Unauthorized,
+        E::Unavailable))]
 async fn me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -46,10 +47,10 @@ struct SearchQuery {
 /// Users to start a conversation with, by name or exact e-mail (20 at most).
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(SearchQuery),
     responses((status = 200, description = "matching users; e-mails only of contacts and an exact match", body = Vec<UserFound>),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::RateLimited,
+        E::Unavailable))]
 async fn search(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -75,12 +76,12 @@ struct UnregisterDevice {
 #[utoipa::path(post, path = "/users/fcm/register", tag = "devices", security(("bearer" = [])),
     request_body = RegisterDevice,
     responses((status = 200, description = "the user with its FCM tokens", body = UserWithDevices),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn register_device(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -100,10 +101,10 @@ async fn register_device(
 #[utoipa::path(post, path = "/users/fcm/unregister", tag = "devices", security(("bearer" = [])),
     request_body(content = Option<UnregisterDevice>, description = "empty: every FCM token of the caller"),
     responses((status = 200, description = "the user with its remaining FCM tokens", body = UserWithDevices),
-        (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::BadRequest,
+        E::Unauthorized,
+        E::TooLarge,
+        E::Unavailable))]
 async fn unregister_device(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -126,12 +127,12 @@ async fn unregister_device(
 
 #[utoipa::path(post, path = "/users/webpush/subscribe", tag = "devices", security(("bearer" = [])),
     request_body = WebPushSubscription,
-    responses((status = 201, description = "the device", body = Device), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 429, description = "rate limited", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 201, description = "the device", body = Device), E::BadRequest,
+        E::Unauthorized,
+        E::TooLarge,
+        E::NotJson,
+        E::RateLimited,
+        E::Unavailable))]
 async fn subscribe(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -152,12 +153,12 @@ struct Unsubscribe {
 
 #[utoipa::path(post, path = "/users/webpush/unsubscribe", tag = "devices", security(("bearer" = [])),
     request_body = Unsubscribe,
-    responses((status = 204, description = "unsubscribed (or was not subscribed)"), (status = 400, description = "invalid input", body = nexus_protocol::HttpError),
-        (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 413, description = "body too large", body = nexus_protocol::HttpError),
-        (status = 415, description = "not JSON", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 204, description = "unsubscribed (or was not subscribed)"), E::BadRequest,
+        E::Unauthorized,
+        E::NotFound,
+        E::TooLarge,
+        E::NotJson,
+        E::Unavailable))]
 async fn unsubscribe(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -173,8 +174,8 @@ async fn unsubscribe(
 
 #[utoipa::path(get, path = "/users/webpush/vapid-public-key", tag = "devices",
     responses((status = 200, description = "the applicationServerKey for pushManager.subscribe", body = VapidPublicKey),
-        (status = 404, description = "no such thing (or not the caller's)", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+        E::NotFound,
+        E::Unavailable))]
 async fn vapid_public_key(
     State(state): State<AppState>,
 ) -> Result<axum::Json<VapidPublicKey>, ApiError> {
@@ -182,8 +183,8 @@ async fn vapid_public_key(
 }
 
 #[utoipa::path(get, path = "/users/devices", tag = "devices", security(("bearer" = [])),
-    responses((status = 200, description = "the caller's own push devices", body = Vec<Device>), (status = 401, description = "no valid access token", body = nexus_protocol::HttpError),
-        (status = 503, description = "the database (or Redis) cannot be reached, retry later", body = nexus_protocol::HttpError)))]
+    responses((status = 200, description = "the caller's own push devices", body = Vec<Device>), E::Unauthorized,
+        E::Unavailable))]
 async fn devices(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
