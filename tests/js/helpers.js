@@ -24,16 +24,20 @@ function freePort() {
   });
 }
 
-/** Starts nexus; `env` adds or overrides variables. */
-export async function startServer(env = {}) {
+/**
+ * Starts nexus; `env` adds or overrides variables (a `PORT` given there is the one polled).
+ * Resolves once `/ready` answers 200; rejects if the process exits or is not ready within
+ * `readyWithinMs`.
+ */
+export async function startServer(env = {}, { readyWithinMs = 20000 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-js-'));
-  const port = await freePort();
+  const port = env.PORT ?? String(await freePort());
   const proc = spawn(NEXUS_BIN, [], {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: `sqlite://${join(dir, 'nexus.db')}`,
       HOST: '127.0.0.1',
-      PORT: String(port),
+      PORT: port,
       RUST_LOG: 'warn',
       RATE_LIMIT_MESSAGES_PER_MINUTE: '10000',
       // every test user registers from 127.0.0.1
@@ -45,15 +49,25 @@ export async function startServer(env = {}) {
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`${base}/ready`);
-      if (r.ok) break;
-    } catch { /* not up yet */ }
-    if (proc.exitCode !== null) throw new Error(`nexus exited: ${stderr}`);
-    await sleep(50);
-  }
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const deadline = Date.now() + readyWithinMs;
+  for (let ready = false; !ready;) {
+    try {
+      ready = (await fetch(`${base}/ready`)).ok;
+    } catch { /* not listening yet */ }
+    if (ready) break;
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`nexus exited before it was ready: ${stderr}`);
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`nexus on port ${port} was not ready within ${readyWithinMs} ms: ${stderr}`);
+    }
+    await sleep(20);
+  }
   return {
     base,
     proc,

@@ -109,8 +109,11 @@ export function createDatabase(admin = PG_ADMIN_URL) {
   };
 }
 
-/** A nexus node; `restart()` starts it again on the same port. */
-export async function startNode({ databaseUrl, redisUrl, prefix, port, env = {} }) {
+/**
+ * A nexus node, resolved once its own `/ready` answers 200 (rejected if it is not ready
+ * within `readyWithinMs`); `restart()` starts it again on the same port.
+ */
+export async function startNode({ databaseUrl, redisUrl, prefix, port, env = {}, readyWithinMs }) {
   port ??= await freePort();
   const nodeEnv = {
     DATABASE_URL: databaseUrl,
@@ -120,9 +123,10 @@ export async function startNode({ databaseUrl, redisUrl, prefix, port, env = {} 
     ...env,
   };
   const node = { port, base: `http://127.0.0.1:${port}` };
-  node.server = await startServer(nodeEnv);
+  const ready = { readyWithinMs };
+  node.server = await startServer(nodeEnv, ready);
   node.stop = (signal = 'SIGKILL') => node.server.stop(signal);
-  node.restart = async () => { node.server = await startServer(nodeEnv); };
+  node.restart = async () => { node.server = await startServer(nodeEnv, ready); };
   return node;
 }
 

@@ -5,13 +5,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { all, call, http, online, register, sleep, waitFor } from '../helpers.js';
-import { createDatabase, startNode, uniquePrefix, until } from './harness.js';
+import { createDatabase, freePort, startNode, uniquePrefix, until } from './harness.js';
 import { Client } from './client.js';
 
 const REDIS_URL = process.env.NEXUS_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 let db;
 let nodes;
+let startedAt;
 const sockets = [];
 const open = async (node, user) => { const s = await online(node.base, user); sockets.push(s); return s; };
 
@@ -22,6 +23,7 @@ before(async () => {
   // One node first (migrations), then the others.
   nodes = [await startNode({ databaseUrl: db.url, redisUrl: REDIS_URL, prefix, env })];
   nodes.push(...await Promise.all([1, 2].map(() => startNode({ databaseUrl: db.url, redisUrl: REDIS_URL, prefix, env }))));
+  startedAt = Date.now();
 });
 after(async () => {
   sockets.forEach((s) => s.close());
@@ -182,6 +184,25 @@ describe('across nodes', () => {
     assert.match(metrics, /nexus_redis_up 1/);
     assert.match(metrics, /nexus_redis_dropped_messages_total 0/);
   });
+});
+
+test('a node writes its presence into Redis once at start, not again at the next heartbeats', async () => {
+  // Heartbeats are 2 s apart: by 4.5 s after the start each node has had at least two.
+  await sleep(Math.max(0, startedAt + 4500 - Date.now()));
+  for (const node of nodes) {
+    const metrics = await (await fetch(`${node.base}/metrics`)).text();
+    assert.match(metrics, /^nexus_presence_restores_total 1$/m, `node on port ${node.port}`);
+  }
+});
+
+test('a node is started once its own /ready answers; one that never gets ready fails the start', async () => {
+  for (const node of nodes) assert.equal((await fetch(`${node.base}/ready`)).status, 200);
+  // Redis on a port where nothing listens: /ready stays 503.
+  const nowhere = `redis://127.0.0.1:${await freePort()}`;
+  await assert.rejects(
+    startNode({ databaseUrl: db.url, redisUrl: nowhere, prefix: uniquePrefix(), readyWithinMs: 3000 }),
+    /was not ready within 3000 ms/,
+  );
 });
 
 test('concurrent load across three nodes ends with every client in the database state', async () => {

@@ -78,6 +78,7 @@ impl Cluster {
 
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.link.stats().register(registry);
+        self.presence.register_metrics(registry);
         self.send_limiter.stats().register(registry, "send");
         self.login_limiter.stats().register(registry, "login");
     }

@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use redis::Script;
 
 use super::link::Link;
@@ -69,6 +71,8 @@ pub struct RedisPresence {
     local: Mutex<HashMap<UserId, usize>>,
     /// Set when an operation could not reach Redis: Redis may not hold this node's counts.
     stale: AtomicBool,
+    /// Times this node wrote its sockets into Redis (`nexus_presence_restores`).
+    restores: Counter,
 }
 
 /// KEYS: nodes, user hash, node set, shown. ARGV: node, user, ttl ms, cap (0: none).
@@ -229,7 +233,23 @@ impl RedisPresence {
             node_ttl: NODE_TTL,
             local: Mutex::new(HashMap::new()),
             stale: AtomicBool::new(true),
+            restores: Counter::default(),
         }
+    }
+
+    /// Exports the count of restores on `/metrics`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "nexus_presence_restores",
+            "Times this node wrote its sockets into Redis presence (once at start, then after \
+             each time Redis lost them or could not be reached)",
+            self.restores.clone(),
+        );
+    }
+
+    /// Times this node wrote its sockets into Redis.
+    pub fn restores(&self) -> u64 {
+        self.restores.get()
     }
 
     /// The same with another offline delay and node lifetime (tests).
@@ -441,7 +461,10 @@ impl RedisPresence {
                 return Vec::new();
             }
         };
-        if known == 0 || self.stale.swap(false, Ordering::AcqRel) {
+        // Both are consumed: a new node is unknown *and* stale at its first heartbeat, and
+        // must not restore a second time at the next one.
+        let stale = self.stale.swap(false, Ordering::AcqRel);
+        if known == 0 || stale {
             match self.restore().await {
                 Ok(left) => offline.extend(left),
                 Err(e) => self.fell_back("restore", &e),
@@ -482,6 +505,9 @@ impl RedisPresence {
                 call.invoke_async::<Vec<String>>(conn).await
             })
             .await
+            .inspect(|_| {
+                self.restores.inc();
+            })
     }
 
     /// Leaves the cluster at shutdown: this node's entries go at once instead of after
@@ -675,6 +701,27 @@ mod tests {
         n[0].admit(ada, 1).await.unwrap();
         redis.stop();
         assert_eq!(n[0].admit(ada, 1).await, Ok(false));
+    }
+
+    /// A node writes its sockets into Redis once at start (its first heartbeat finds it
+    /// unknown to Redis, and its view not yet written there), not again at the next
+    /// heartbeats.
+    #[tokio::test]
+    async fn a_new_node_restores_its_sockets_once() {
+        let redis = PrivateRedis::start();
+        let n = nodes(&redis, 2).await;
+        assert!(
+            n[0].heartbeat().await.is_empty(),
+            "a node starts with no socket"
+        );
+        assert_eq!(n[0].restores(), 1);
+        let ada = UserId::new();
+        n[0].connect(ada).await;
+        for _ in 0..3 {
+            assert!(n[0].heartbeat().await.is_empty());
+        }
+        assert_eq!(n[0].restores(), 1, "restored at start only");
+        assert_eq!(n[1].online_among(&[ada]).await, [ada]);
     }
 
     /// Redis restarted empty: the next heartbeat writes this node's sockets back, and
