@@ -142,6 +142,31 @@ export function waitFor(socket, event, match = () => true, timeoutMs = 5000) {
   });
 }
 
+/**
+ * A Socket.IO handshake given up half-way: an Engine.IO polling session whose one POST
+ * carries the `/ws` CONNECT packet (with `token`) and, right behind it, the Engine.IO close
+ * packet. The session closes while the server is still in its connect middleware (checking
+ * the token, counting the socket), before the socket has entered the namespace.
+ */
+export async function abandonHandshake(base, token) {
+  const opened = await fetch(`${base}/socket.io/?EIO=4&transport=polling`);
+  const { sid } = JSON.parse((await opened.text()).slice(1));
+  const r = await fetch(`${base}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain;charset=UTF-8' },
+    body: `40/ws,${JSON.stringify({ token })}\x1e1`,
+  });
+  if (!r.ok) throw new Error(`abandoned handshake: POST ${r.status}: ${await r.text()}`);
+}
+
+/** The value of an unlabelled metric on `/metrics`. */
+export async function metric(base, name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`no metric ${name}`);
+  return Number(line.slice(name.length + 1));
+}
+
 /** Connects and waits for CONNECTION_SUCCESS. */
 export async function online(base, user, transport = 'websocket') {
   const socket = connect(base, user.token, transport);

@@ -1,7 +1,7 @@
 // Rate limit, idle timeout, shutdown, ordering and catch-up after a disconnect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { all, call, connect, http, online, register, sleep, startServer, waitFor } from './helpers.js';
+import { abandonHandshake, all, call, connect, http, metric, online, register, sleep, startServer, waitFor } from './helpers.js';
 
 test('more sends than RATE_LIMIT_MESSAGES_PER_MINUTE: RATE_LIMIT_EXCEEDED and nothing stored', async () => {
   const server = await startServer({ RATE_LIMIT_MESSAGES_PER_MINUTE: '5' });
@@ -150,6 +150,23 @@ test('a socket lives no longer than its token: FORCE_DISCONNECT token_expired', 
     const closed = new Promise((resolve) => s.on('disconnect', resolve));
     assert.deepEqual(await waitFor(s, 'FORCE_DISCONNECT', () => true, 6000), { reason: 'token_expired' });
     await closed;
+  } finally {
+    await server.stop();
+  }
+});
+
+test('a handshake abandoned in the connect middleware gives back the place it was counted in', async () => {
+  // Idle timeout and token far away: nothing else would close what the handshake left.
+  const server = await startServer({ MAX_SOCKETS_PER_USER: '2', IDLE_TIMEOUT_SECONDS: '3600' });
+  try {
+    const ada = await register(server.base, 'Ada');
+    for (let i = 0; i < 4; i++) await abandonHandshake(server.base, ada.token);
+    for (let i = 0; i < 100 && await metric(server.base, 'nexus_sockets_connected') !== 0; i++) await sleep(50);
+    assert.equal(await metric(server.base, 'nexus_sockets_connected'), 0, 'sockets still counted');
+    // Both places are free: two sockets get in.
+    const sockets = [await online(server.base, ada), await online(server.base, ada)];
+    assert.equal(await metric(server.base, 'nexus_sockets_connected'), 2);
+    sockets.forEach((s) => s.close());
   } finally {
     await server.stop();
   }

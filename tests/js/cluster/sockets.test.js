@@ -5,7 +5,7 @@
 // one PostgreSQL database and a private Redis (stopped by the last test).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, register, sleep } from '../helpers.js';
+import { abandonHandshake, connect, register, sleep } from '../helpers.js';
 import { createDatabase, privateRedis, startNode, uniquePrefix, until } from './harness.js';
 
 const CAP = 3;
@@ -75,6 +75,18 @@ test('a user\'s sockets on every node count together; a disconnect frees a place
 
   const metrics = await (await fetch(`${b.base}/metrics`)).text();
   assert.match(metrics, /nexus_connections_refused_total\{reason="too_many_sockets"\} [1-9]/);
+});
+
+test('handshakes abandoned in the connect middleware give back the places they were counted in, on every node', async () => {
+  const [a, b, c] = nodes;
+  const ada = await register(a.base, 'Ada');
+  // Counted by node A in Redis (the extra ones refused), then given up before connecting.
+  for (let i = 0; i < CAP + 2; i++) await abandonHandshake(a.base, ada.token);
+  // Node B holds none of them itself: only the Redis count could refuse it.
+  await until(async () => (await attempt(b, ada)).admitted, 5000, 100);
+  await admitted(c, ada);
+  await admitted(a, ada);
+  await refused(b, ada, 'the cap, over the real sockets');
 });
 
 test('the sockets of a node killed with SIGKILL stop counting once the node expires', async () => {

@@ -9,7 +9,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use nexus_protocol::events::{
@@ -71,10 +72,74 @@ struct Admitted {
     first_socket: bool,
 }
 
+/// The socket's event queue and close signal, waiting in its extensions for `welcome` to
+/// start its task ([`serve`]). Until the socket is in the namespace nothing of the gateway
+/// holds the socket, so a socket socketioxide gives up is dropped (see [`Places`]).
+struct Pending<A: Adapter>(Arc<Mutex<Option<Queued<A>>>>);
+
+type Queued<A> = (mpsc::Receiver<Box<Incoming<A>>>, Arc<Notify>);
+
+impl<A: Adapter> Clone for Pending<A> {
+    fn clone(&self) -> Self {
+        Pending(self.0.clone())
+    }
+}
+
+/// The places a counted socket holds: in the gateway's count (the node's `MAX_CONNECTIONS`,
+/// the user's cap on this node), in the presence (the user's sockets on every node: the
+/// CONNECT script's count in Redis, in a cluster) and in the sockets gauge. They are given
+/// back once: by the socket's disconnect handler, or, if socketioxide drops the socket
+/// without calling that handler, when the handler is dropped. socketioxide does so when the
+/// client went away while the connect middleware ran (after the socket was counted, before
+/// it entered the namespace: the CONNECT answer cannot be sent, the socket is removed and no
+/// disconnect is ever reported); those places stayed taken until the idle timeout closed
+/// the orphan.
+struct Places {
+    gateway: Arc<Gateway>,
+    user: UserId,
+    socket_id: String,
+    given_back: AtomicBool,
+}
+
+impl Places {
+    /// The first call gives back the gateway's place and the gauge at once, and returns
+    /// the presence's part (with "offline" announced if that was the user's last socket
+    /// anywhere); later calls return `None`.
+    fn give_back(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if self.given_back.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        metrics::node().sockets.dec();
+        self.gateway.sockets.release(self.user);
+        let (gateway, user, socket_id) = (self.gateway.clone(), self.user, self.socket_id.clone());
+        Some(async move {
+            if gateway.state.presence.disconnect(user, &socket_id).await {
+                announce_presence(&gateway, user, PresenceStatus::Offline).await;
+            }
+        })
+    }
+}
+
+impl Drop for Places {
+    fn drop(&mut self) {
+        let Some(gone) = self.give_back() else {
+            return;
+        };
+        tracing::debug!(
+            sid = %self.socket_id,
+            "handshake abandoned after the socket was counted: its places are given back"
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(gone);
+        }
+    }
+}
+
 /// Sets up an authenticated socket, counted by the presence already (`first_socket`: the
 /// user's first anywhere), before Socket.IO tells the client it is connected (this runs in
 /// the connect middleware): its user room, its event queue and disconnect handler. Nothing
-/// the client sends after connecting can arrive before its handler exists.
+/// the client sends after connecting can arrive before its handler exists; its events wait
+/// in the queue until `welcome` starts the task that takes them.
 pub(super) async fn admit<A: Adapter>(
     gateway: &Arc<Gateway>,
     s: &SocketRef<A>,
@@ -97,13 +162,10 @@ pub(super) async fn admit<A: Adapter>(
     // itself in each slot that block was ~5 KiB for every idle socket.
     let (queue, events) = mpsc::channel::<Box<Incoming<A>>>(QUEUE);
     let closed = Arc::new(Notify::new());
-    tokio::spawn(serve(
-        gateway.clone(),
-        s.clone(),
-        session,
+    s.extensions.insert(Pending::<A>(Arc::new(Mutex::new(Some((
         events,
         closed.clone(),
-    ));
+    ))))));
     // Called in arrival order: only queue here, so the order is kept.
     s.on_fallback(
         move |s: SocketRef<A>,
@@ -127,13 +189,17 @@ pub(super) async fn admit<A: Adapter>(
             async {}
         },
     );
-    let gateway = gateway.clone();
+    let places = Arc::new(Places {
+        gateway: gateway.clone(),
+        user,
+        socket_id,
+        given_back: AtomicBool::new(false),
+    });
     s.on_disconnect(async move |_s: SocketRef<A>| {
-        metrics::node().sockets.dec();
-        gateway.sockets.release(user);
+        let gone = places.give_back();
         closed.notify_one();
-        if gateway.state.presence.disconnect(user, &socket_id).await {
-            announce_presence(&gateway, user, PresenceStatus::Offline).await;
+        if let Some(gone) = gone {
+            gone.await;
         }
     });
 }
@@ -149,6 +215,13 @@ pub(super) async fn welcome<A: Adapter>(gateway: Arc<Gateway>, s: SocketRef<A>) 
         let _ = s.disconnect();
         return;
     };
+    let queued = s
+        .extensions
+        .remove::<Pending<A>>()
+        .and_then(|Pending(q)| q.lock().unwrap_or_else(|e| e.into_inner()).take());
+    if let Some((events, closed)) = queued {
+        tokio::spawn(serve(gateway.clone(), s.clone(), session, events, closed));
+    }
     let user_id = session.user.as_string();
     let seq = match gateway.state.messaging.current_seq(session.user).await {
         Ok(seq) => seq,

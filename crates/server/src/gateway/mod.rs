@@ -214,9 +214,10 @@ async fn authenticate<A: Adapter>(
         .authenticate(&token)
         .await
         .map_err(|_| unauthorized(()))?;
-    // Counted here, released by the disconnect handler `admit` sets up: first on this node
-    // (its connection limit, and the user's cap here), then wherever the presence sees the
-    // user's sockets (every node of a cluster).
+    // Counted here, given back by what `admit` sets up (the disconnect handler, or its drop
+    // for a handshake abandoned before the socket entered the namespace): first on this
+    // node (its connection limit, and the user's cap here), then wherever the presence sees
+    // the user's sockets (every node of a cluster).
     gateway.sockets.admit(session.user)?;
     let first_socket = match gateway
         .state
