@@ -14,10 +14,19 @@
 //!
 //! What never changes: one user's commands are applied in the order they were enqueued
 //! (a command is passed over only with every later command of the same user), and the
-//! oldest queued command is in every batch that is not small-only, so nothing waits
-//! forever. Commands of different users that wait together were concurrent: nobody can
+//! oldest queued command that no batch in flight holds is in every batch that is not
+//! small-only, so nothing waits forever. Commands of different users that wait together were concurrent: nobody can
 //! have seen one applied before the other was sent, so either order is one the client
 //! could have got anyway.
+//!
+//! On PostgreSQL two batches may be in flight at once, on two connections (see
+//! [`super::writer`]). A batch formed beside another takes none of the commands of the
+//! users that one is applying (so a batch that fails and is retried command by command
+//! cannot be overtaken by a user's later command), and none that would wait in the
+//! database for the locks that one holds: a 1:1 send to one of its users, a command on one
+//! of its conversations ([`Busy`]). Those wait here until it is done, and the second
+//! connection takes the commands that need nothing of it, so the two transactions do not
+//! queue on each other's row locks.
 //!
 //! The rows of a command are estimated before its transaction reads anything, from what
 //! earlier batches of this worker learned: the number of members of each conversation
@@ -169,6 +178,43 @@ impl Sizes {
     }
 }
 
+/// What a batch in flight holds, for the batches formed beside it: the users whose
+/// commands it applies, the receivers of its 1:1 sends, and the conversations it changes
+/// (where known before its transaction). Its transaction locks their counters and rows
+/// until it commits.
+#[derive(Debug, Default)]
+pub struct Busy {
+    users: HashSet<UserId>,
+    conversations: HashSet<u128>,
+}
+
+impl Busy {
+    /// What `cmds` hold while they are being applied.
+    pub fn of<'c>(cmds: impl IntoIterator<Item = &'c Command>, sizes: &Sizes) -> Busy {
+        let mut busy = Busy::default();
+        for cmd in cmds {
+            busy.users.insert(cmd.actor());
+            if let Command::Send { receiver, .. } = cmd {
+                busy.users.insert(*receiver);
+            }
+            if let Some(c) = sizes.conversation(cmd) {
+                busy.conversations.insert(c);
+            }
+        }
+        busy
+    }
+
+    /// True when `cmd` must wait for this batch: its user is in it, or it would wait for
+    /// the batch's locks.
+    fn holds(&self, cmd: &Command, sizes: &Sizes) -> bool {
+        self.users.contains(&cmd.actor())
+            || matches!(cmd, Command::Send { receiver, .. } if self.users.contains(receiver))
+            || sizes
+                .conversation(cmd)
+                .is_some_and(|c| self.conversations.contains(&c))
+    }
+}
+
 /// The worker's queue: commands taken from its channel, in the order they arrived.
 pub struct Queue<T> {
     waiting: VecDeque<T>,
@@ -211,17 +257,29 @@ impl<T: Queued> Queue<T> {
     }
 
     /// The next batch, in the order its commands are to be applied (each user's in the
-    /// order they were enqueued), and its estimated rows.
-    pub fn next_batch(&mut self) -> (Vec<T>, u32) {
+    /// order they were enqueued), and its estimated rows; `beside` are the batches still in
+    /// flight, whose commands' users and locks the new batch keeps clear of (it may be
+    /// empty then).
+    pub fn next_batch(&mut self, beside: &[&Busy]) -> (Vec<T>, u32) {
+        self.next_batch_of(beside, 0)
+    }
+
+    /// [`Queue::next_batch`], or nothing if it would hold fewer than `at_least` commands.
+    pub fn next_batch_of(&mut self, beside: &[&Busy], at_least: usize) -> (Vec<T>, u32) {
+        let held: Vec<bool> = self
+            .waiting
+            .iter()
+            .map(|t| beside.iter().any(|b| b.holds(t.command(), &self.sizes)))
+            .collect();
         let costs: Vec<u32> = self
             .waiting
             .iter()
             .map(|t| self.sizes.cost(t.command()))
             .collect();
         // While large commands wait, every other batch is the small ones that may go.
-        let any_large = costs.iter().any(|c| *c > SMALL);
+        let any_large = costs.iter().zip(&held).any(|(c, h)| *c > SMALL && !h);
         let smalls = if any_large && !self.small_only {
-            self.choose(&costs, true)
+            self.choose(&costs, &held, true)
         } else {
             Vec::new()
         };
@@ -229,8 +287,11 @@ impl<T: Queued> Queue<T> {
         let take = if small_only {
             smalls
         } else {
-            self.choose(&costs, false)
+            self.choose(&costs, &held, false)
         };
+        if take.len() < at_least {
+            return (Vec::new(), 0);
+        }
         self.small_only = small_only;
         let rows = take.iter().map(|i| costs[*i]).sum();
         // Removed from the back so the indices ahead stay valid; then put in order.
@@ -248,8 +309,9 @@ impl<T: Queued> Queue<T> {
     /// by conversation, starting with the oldest command's: a batch's member rows and
     /// counters are written once per conversation and user, however many of its messages
     /// the batch holds, so a batch of a few conversations writes fewer rows per message
-    /// than one of the same size spread over many.
-    fn choose(&self, costs: &[u32], small_only: bool) -> Vec<usize> {
+    /// than one of the same size spread over many. A `held` command waits for a batch in
+    /// flight, and so do its user's later ones.
+    fn choose(&self, costs: &[u32], held: &[bool], small_only: bool) -> Vec<usize> {
         let mut batch = Picked {
             taken: vec![false; self.waiting.len()],
             ..Picked::default()
@@ -265,6 +327,10 @@ impl<T: Queued> Queue<T> {
                 }
                 let actor = t.command().actor();
                 if batch.taken[i] || blocked.contains(&actor) {
+                    continue;
+                }
+                if held[i] {
+                    blocked.insert(actor);
                     continue;
                 }
                 let small = *cost <= SMALL;
@@ -405,7 +471,7 @@ mod tests {
     fn a_batch_of_group_messages_is_bounded_by_its_rows_and_kept_to_few_conversations() {
         let mut queue = Queue::default();
         let (_, groups) = group_load(&mut queue, 100);
-        let (batch, rows) = queue.next_batch();
+        let (batch, rows) = queue.next_batch(&[]);
         assert_eq!(batch.len(), (BATCH_ROWS / 200) as usize);
         assert_eq!(rows, 200 * batch.len() as u32);
         // The oldest message's group whole (32 messages), then the next ones in turn.
@@ -415,7 +481,7 @@ mod tests {
         for _ in 0..600 {
             queue.push(send(UserId::new(), UserId::new()));
         }
-        assert_eq!(queue.next_batch().0.len(), MAX_BATCH);
+        assert_eq!(queue.next_batch(&[]).0.len(), MAX_BATCH);
     }
 
     #[test]
@@ -430,10 +496,10 @@ mod tests {
             max_members: 20_000,
         });
         queue.push(send(ada, UserId::new()));
-        let (batch, rows) = queue.next_batch();
+        let (batch, rows) = queue.next_batch(&[]);
         assert_eq!(batch.len(), 1);
         assert!(rows > BATCH_ROWS);
-        assert_eq!(queue.next_batch().0.len(), 1);
+        assert_eq!(queue.next_batch(&[]).0.len(), 1);
     }
 
     /// A 1:1 send queued behind a saturating group load goes in the next batch, alone with
@@ -442,15 +508,15 @@ mod tests {
     fn small_commands_go_in_the_next_batch_behind_a_group_load() {
         let mut queue = Queue::default();
         let (senders, groups) = group_load(&mut queue, 100);
-        queue.next_batch();
+        queue.next_batch(&[]);
         let (bob, eve) = (UserId::new(), UserId::new());
         queue.push(send(bob, eve));
         queue.push(send(eve, bob));
-        let (next, rows) = queue.next_batch();
+        let (next, rows) = queue.next_batch(&[]);
         assert_eq!(actors(&next), vec![bob, eve]);
         assert_eq!(rows, 8);
         // Then the oldest waiting message (group 3's first) and its group, and so on.
-        let (after, _) = queue.next_batch();
+        let (after, _) = queue.next_batch(&[]);
         assert!(after.iter().all(|c| matches!(c, Command::Post { .. })));
         assert_eq!(after[0].actor(), senders[6]);
         assert_eq!(conversations(&after)[0], groups[3]);
@@ -462,16 +528,16 @@ mod tests {
     fn a_users_commands_keep_their_order() {
         let mut queue = Queue::default();
         let (senders, _) = group_load(&mut queue, 100);
-        queue.next_batch();
+        queue.next_batch(&[]);
         let (ada, bob) = (senders[31], UserId::new());
         queue.push(send(ada, bob));
         queue.push(send(bob, ada));
-        let (next, _) = queue.next_batch();
+        let (next, _) = queue.next_batch(&[]);
         // Ada still has group messages waiting: her send waits behind them.
         assert_eq!(actors(&next), vec![bob]);
         let mut order: Vec<Vec<Command>> = Vec::new();
         while !queue.is_empty() {
-            order.push(queue.next_batch().0);
+            order.push(queue.next_batch(&[]).0);
         }
         let ada_rest: Vec<&Command> = order
             .iter()
@@ -545,7 +611,7 @@ mod tests {
             for c in rest.by_ref().take(rng.gen_range(0..400)) {
                 queue.push(c);
             }
-            let (batch, rows) = queue.next_batch();
+            let (batch, rows) = queue.next_batch(&[]);
             assert!(batch.len() <= MAX_BATCH);
             assert!(rows <= BATCH_ROWS || batch.len() == 1);
             for c in batch {
@@ -576,7 +642,7 @@ mod tests {
                 .unwrap()
                 .actor();
             queue.push(send(UserId::new(), UserId::new()));
-            let (batch, _) = queue.next_batch();
+            let (batch, _) = queue.next_batch(&[]);
             let large = batch
                 .iter()
                 .filter(|c| matches!(c, Command::Post { .. }))
@@ -590,5 +656,61 @@ mod tests {
         }
         // 512 messages of 200 rows, 81 per batch: 7 batches, each after a small one.
         assert_eq!(round, 14);
+    }
+
+    /// A batch formed beside one in flight leaves out the commands of that batch's users
+    /// (with all their later ones, even those that would be free), 1:1 sends to them and
+    /// commands on its conversations, and takes the rest, in order; beside nothing, it
+    /// takes everything.
+    #[test]
+    fn a_batch_beside_another_keeps_clear_of_its_users_and_conversations() {
+        let mut queue: Queue<Command> = Queue::default();
+        let (ada, bob, cy, dee, eve, fay) = (
+            UserId::new(),
+            UserId::new(),
+            UserId::new(),
+            UserId::new(),
+            UserId::new(),
+            UserId::new(),
+        );
+        let group = ConversationId::new();
+        queue.sizes.members(&group.as_string(), 3);
+        let in_flight = [send(ada, bob), post(cy, group)];
+        let busy = Busy::of(&in_flight, &queue.sizes);
+        queue.push(send(ada, eve)); // ada's own: waits
+        queue.push(send(eve, fay)); // free
+        queue.push(send(dee, bob)); // to bob, whose counter is locked: waits
+        queue.push(send(dee, fay)); // dee's later one: waits behind dee's first
+        queue.push(post(fay, group)); // on the group in flight: waits
+        queue.push(send(eve, dee)); // free, after eve's first
+        let shown = |cmds: &[Command]| cmds.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>();
+        let (batch, _) = queue.next_batch(&[&busy]);
+        assert_eq!(shown(&batch), shown(&[send(eve, fay), send(eve, dee)]));
+        let (rest, _) = queue.next_batch(&[]);
+        assert_eq!(
+            shown(&rest),
+            shown(&[
+                send(ada, eve),
+                send(dee, bob),
+                send(dee, fay),
+                post(fay, group)
+            ])
+        );
+    }
+
+    /// A batch beside another is formed only when it would hold `at_least` commands; until
+    /// then the queue keeps them.
+    #[test]
+    fn a_batch_beside_another_waits_for_enough_commands() {
+        let mut queue: Queue<Command> = Queue::default();
+        let busy = Busy::of(&[send(UserId::new(), UserId::new())], &queue.sizes);
+        for _ in 0..3 {
+            queue.push(send(UserId::new(), UserId::new()));
+        }
+        assert!(queue.next_batch_of(&[&busy], 4).0.is_empty());
+        assert_eq!(queue.len(), 3);
+        queue.push(send(UserId::new(), UserId::new()));
+        assert_eq!(queue.next_batch_of(&[&busy], 4).0.len(), 4);
+        assert!(queue.is_empty());
     }
 }

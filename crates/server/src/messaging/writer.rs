@@ -25,17 +25,19 @@
 //! being applied, and a batch may run only until its earliest deadline, after which it is
 //! rolled back. Nobody waits longer than that for an answer (see `docs/operations.md`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
 use nexus_protocol::events::DELETED_CONTENT;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::conversation_info_from_state;
 use super::rules::{conversation_of, pair, participants, plan, Snapshot};
-use super::schedule::{Queue, Queued, Sizes, MAX_BATCH};
+use super::schedule::{Busy, Queue, Queued, Sizes, MAX_BATCH};
 use super::{Command, Outcome};
 use crate::clock::now_ms;
 use crate::domain::MessageId;
@@ -47,6 +49,10 @@ use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 /// Commands a worker holds in its own queue (where it chooses each batch from), and as
 /// many more in its channel: past both, [`Writer::enqueue`] waits (back-pressure).
 const QUEUED: usize = MAX_BATCH * 8;
+
+/// The fewest commands a batch formed beside another may hold: fewer wait for the other to
+/// finish and go in the next one (a batch has a cost of its own whatever its size).
+const MIN_BESIDE: usize = 48;
 
 /// Commits that may wait for their fsync while the writer starts another (SQLite).
 const SYNC_BACKLOG: u64 = 2;
@@ -190,49 +196,66 @@ async fn worker(store: Store, rx: mpsc::Receiver<Job>, stop: watch::Receiver<boo
     store.settled().await;
 }
 
+/// The worker's loop: takes what arrives into its queue, starts a batch whenever one of its
+/// connections is free and the queue holds commands it may take, and answers each batch
+/// once it is done, in the order the batches started.
 async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
-    let mut worker = Worker {
-        store,
-        conn: None,
-        broken_until: None,
-        queue: Queue::default(),
-    };
+    let mut worker = Worker::new(store.writer_lanes());
+    let mut running: FuturesOrdered<LocalBoxFuture<'_, Done>> = FuturesOrdered::new();
+    // What each batch in `running` holds, in the same order.
+    let mut holding: VecDeque<Busy> = VecDeque::new();
     let mut arrived = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
     loop {
-        store.sync_backlog_at_most(SYNC_BACKLOG).await;
-        if worker.queue.is_empty() {
-            tokio::select! {
-                n = rx.recv_many(&mut arrived, QUEUED) => {
-                    if n == 0 {
-                        break; // every sender is gone
-                    }
-                }
-                _ = stop.wait_for(|stop| *stop) => break,
-            }
-        } else if *stop.borrow() {
-            break;
-        } else {
-            // What arrived during the last batch, without waiting.
-            while worker.queue.len() + arrived.len() < QUEUED {
-                match rx.try_recv() {
-                    Ok(job) => arrived.push(job),
-                    Err(_) => break,
-                }
+        // What arrived meanwhile, without waiting.
+        while worker.queue.len() + arrived.len() < QUEUED {
+            match rx.try_recv() {
+                Ok(job) => arrived.push(job),
+                Err(_) => break,
             }
         }
         worker.queue_all(&mut arrived);
         metrics::node()
             .writer_queue
             .set((worker.queue.len() + rx.len()) as i64);
-        worker.step().await;
-    }
-    // Shutting down (or every sender gone): refuse new commands, apply what is queued.
-    rx.close();
-    while rx.recv_many(&mut arrived, QUEUED).await > 0 {
-        worker.queue_all(&mut arrived);
-    }
-    while !worker.queue.is_empty() {
-        worker.step().await;
+        while !worker.lanes.is_empty() && !worker.queue.is_empty() {
+            if running.is_empty() {
+                // SQLite's one writer: no more than a few commits waiting for their fsync.
+                store.sync_backlog_at_most(SYNC_BACKLOG).await;
+            }
+            let beside: Vec<&Busy> = holding.iter().collect();
+            let Some((jobs, busy)) = worker.next_batch(&beside) else {
+                break;
+            };
+            let lane = worker.lanes.pop().unwrap_or_default();
+            running.push_back(Box::pin(run_batch(store, lane, jobs)));
+            holding.push_back(busy);
+        }
+        if stopping && running.is_empty() && worker.queue.is_empty() {
+            // Shutting down (or every sender gone): what was queued is applied.
+            match rx.try_recv() {
+                Ok(job) => arrived.push(job),
+                Err(_) => break,
+            }
+            continue;
+        }
+        let room = QUEUED.saturating_sub(worker.queue.len());
+        tokio::select! {
+            Some(done) = running.next() => {
+                holding.pop_front();
+                worker.finish(done);
+            }
+            n = rx.recv_many(&mut arrived, room.max(1)), if !stopping && room > 0 => {
+                if n == 0 {
+                    stopping = true; // every sender is gone
+                }
+            }
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                // Refuse new commands; apply those already queued.
+                stopping = true;
+                rx.close();
+            }
+        }
     }
 }
 
@@ -248,10 +271,13 @@ async fn connection<'a>(
     })
 }
 
+/// A worker's connection slot: `None` until its first batch, and after an error.
+type Lane = Option<Box<dyn WriteConnection>>;
+
 /// One writer worker's state between batches.
-struct Worker<'s> {
-    store: &'s Store,
-    conn: Option<Box<dyn WriteConnection>>,
+struct Worker {
+    /// The connections no batch is using (as many as batches may be in flight).
+    lanes: Vec<Lane>,
     /// Set when a batch found the database unreachable: until then, answer without trying.
     broken_until: Option<Instant>,
     /// The commands taken from the channel and not applied yet.
@@ -266,27 +292,26 @@ enum Failed {
     Other(StoreError),
 }
 
-impl Worker<'_> {
-    /// Applies `cmds` on the worker's connection, within `until`; a failure gives the
-    /// connection back (it may have been the connection's), a timeout rolls back.
-    async fn apply(&mut self, cmds: &[&Command], until: Instant) -> Result<Applied, Failed> {
-        let until = until.max(Instant::now() + MIN_BATCH_TIME);
-        let store = self.store;
-        let attempt = async {
-            let conn = connection(store, &mut self.conn).await?;
-            apply_batch(store, conn, cmds).await
-        };
-        let result = match tokio::time::timeout_at(until, attempt).await {
-            Ok(Ok(applied)) => return Ok(applied),
-            Ok(Err(e)) if e.is_unavailable() => Failed::Unavailable(e.to_string()),
-            Ok(Err(e)) => Failed::Other(e),
-            Err(_) => Failed::Unavailable("no answer from the database in time".into()),
-        };
-        self.conn = None;
-        if matches!(result, Failed::Unavailable(_)) {
-            self.broken_until = Some(Instant::now() + BREAKER);
+/// A batch that is done: its connection back, and its commands' answers, to send in the
+/// order the batches started (a later batch that shares a user with an earlier one
+/// committed after it, and its answers must not overtake the earlier one's).
+struct Done {
+    lane: Lane,
+    /// The commands' answers, each group once its commit is durable (`None`: at once).
+    answers: Vec<(Option<Commit>, Vec<(Job, Result<Outcome, DomainError>)>)>,
+    /// The database could not be reached.
+    unavailable: bool,
+    /// When the batch started.
+    started: std::time::Instant,
+}
+
+impl Worker {
+    fn new(lanes: usize) -> Worker {
+        Worker {
+            lanes: (0..lanes.max(1)).map(|_| None).collect(),
+            broken_until: None,
+            queue: Queue::default(),
         }
-        Err(result)
     }
 
     fn queue_all(&mut self, arrived: &mut Vec<Job>) {
@@ -295,88 +320,171 @@ impl Worker<'_> {
         }
     }
 
-    /// Answers the queued commands whose deadline passed, then applies the next batch.
-    async fn step(&mut self) {
-        let now = Instant::now();
-        unavailable(self.queue.take_expired(|j| j.deadline <= now));
-        let (jobs, _rows) = self.queue.next_batch();
-        self.run_batch(jobs).await;
+    /// The next batch to apply beside the batches in flight (`beside`), and what it holds;
+    /// `None` when nothing queued may go now. Commands whose deadline passed are answered
+    /// `UNAVAILABLE` without being applied; so is everything while the breaker is open.
+    fn next_batch(&mut self, beside: &[&Busy]) -> Option<(Vec<Job>, Busy)> {
+        let at_least = if beside.is_empty() { 0 } else { MIN_BESIDE };
+        loop {
+            let now = Instant::now();
+            unavailable(self.queue.take_expired(|j| j.deadline <= now));
+            let (jobs, _rows) = self.queue.next_batch_of(beside, at_least);
+            if jobs.is_empty() {
+                return None;
+            }
+            if self.broken_until.is_some_and(|until| now < until) {
+                unavailable(jobs);
+                continue;
+            }
+            let busy = Busy::of(jobs.iter().map(|j| &j.cmd), &self.queue.sizes);
+            return Some((jobs, busy));
+        }
     }
 
-    async fn run_batch(&mut self, jobs: Vec<Job>) {
-        let now = Instant::now();
-        // Commands whose deadline passed in the queue are not applied at all; neither is
-        // anything while the breaker is open.
-        let broken = self.broken_until.is_some_and(|until| now < until);
-        let (jobs, late): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.deadline > now && !broken);
-        unavailable(late);
-        let Some(until) = jobs.iter().map(|j| j.deadline).min() else {
-            return;
-        };
-        let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
-        let started = std::time::Instant::now();
-        let applied = self.apply(&cmds, until).await;
-        let node = metrics::node();
-        node.writer_batch.observe(cmds.len() as f64);
-        node.writer_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        drop(cmds);
-        match applied {
-            Ok((results, commit)) => {
-                self.broken_until = None;
-                learn(&mut self.queue.sizes, &results);
-                commit.when_durable(move |synced| {
-                    node.database("commit_to_disk", started);
-                    for (job, result) in jobs.into_iter().zip(results) {
+    /// A batch is done: its connection is free again, what it learned is kept, and its
+    /// commands are answered once their commit is durable.
+    fn finish(&mut self, done: Done) {
+        self.lanes.push(done.lane);
+        if done.unavailable {
+            self.broken_until = Some(Instant::now() + BREAKER);
+        } else if done.answers.iter().any(|(commit, _)| commit.is_some()) {
+            self.broken_until = None;
+        }
+        let started = done.started;
+        for (commit, answers) in done.answers {
+            learn(&mut self.queue.sizes, answers.iter().map(|(_, r)| r));
+            match commit {
+                Some(commit) => commit.when_durable(move |synced| {
+                    metrics::node().database("commit_to_disk", started);
+                    for (job, result) in answers {
                         answer(job, result, &synced);
                     }
-                })
-            }
-            Err(Failed::Unavailable(e)) => {
-                tracing::warn!(error = %e, size = jobs.len(), "database unavailable: batch answered UNAVAILABLE");
-                unavailable(jobs);
-            }
-            Err(Failed::Other(e)) if jobs.len() == 1 => {
-                tracing::error!(error = ?e, "write failed");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(DomainError::internal(anyhow::anyhow!("{e}"))));
-                }
-            }
-            Err(Failed::Other(e)) => {
-                tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
-                let mut jobs = jobs.into_iter();
-                while let Some(job) = jobs.next() {
-                    match self.apply(&[&job.cmd], job.deadline).await {
-                        Ok((mut results, commit)) => {
-                            learn(&mut self.queue.sizes, &results);
-                            let result = results.pop().unwrap_or_else(|| {
-                                Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
-                            });
-                            commit.when_durable(move |synced| answer(job, result, &synced));
-                        }
-                        Err(Failed::Unavailable(e)) => {
-                            tracing::warn!(error = %e, "database unavailable during retries");
-                            unavailable(std::iter::once(job).chain(jobs));
-                            return;
-                        }
-                        Err(Failed::Other(e)) => {
-                            tracing::error!(error = ?e, "write failed");
-                            let _ = job.reply.send(Err(DomainError::internal(e)));
-                        }
+                }),
+                None => {
+                    for (job, result) in answers {
+                        let _ = job.reply.send(result);
                     }
                 }
             }
         }
     }
+
+    /// Applies the next batch and answers it (tests: one batch at a time).
+    #[cfg(test)]
+    async fn step(&mut self, store: &Store) {
+        if let Some((jobs, _)) = self.next_batch(&[]) {
+            self.run_batch(store, jobs).await;
+        }
+    }
+
+    /// Applies `jobs` as one batch on a free connection and answers them (tests).
+    #[cfg(test)]
+    async fn run_batch(&mut self, store: &Store, jobs: Vec<Job>) {
+        let lane = self.lanes.pop().unwrap_or_default();
+        let done = run_batch(store, lane, jobs).await;
+        self.finish(done);
+    }
+}
+
+/// Applies `cmds` on `lane`'s connection, within `until`; a failure gives the connection
+/// back (it may have been the connection's), a timeout rolls back.
+async fn apply(
+    store: &Store,
+    lane: &mut Lane,
+    cmds: &[&Command],
+    until: Instant,
+) -> Result<Applied, Failed> {
+    let until = until.max(Instant::now() + MIN_BATCH_TIME);
+    let attempt = async {
+        let conn = connection(store, lane).await?;
+        apply_batch(store, conn, cmds).await
+    };
+    let result = match tokio::time::timeout_at(until, attempt).await {
+        Ok(Ok(applied)) => return Ok(applied),
+        Ok(Err(e)) if e.is_unavailable() => Failed::Unavailable(e.to_string()),
+        Ok(Err(e)) => Failed::Other(e),
+        Err(_) => Failed::Unavailable("no answer from the database in time".into()),
+    };
+    *lane = None;
+    Err(result)
+}
+
+/// Applies `jobs` in one transaction on `lane`; if it fails because of one of them, each
+/// alone. Answers nobody: [`Worker::finish`] does, in the order the batches started.
+async fn run_batch(store: &Store, mut lane: Lane, jobs: Vec<Job>) -> Done {
+    let mut done = Done {
+        lane: None,
+        answers: Vec::new(),
+        unavailable: false,
+        started: std::time::Instant::now(),
+    };
+    let Some(until) = jobs.iter().map(|j| j.deadline).min() else {
+        done.lane = lane;
+        return done;
+    };
+    let cmds: Vec<&Command> = jobs.iter().map(|j| &j.cmd).collect();
+    let applied = apply(store, &mut lane, &cmds, until).await;
+    let node = metrics::node();
+    node.writer_batch.observe(cmds.len() as f64);
+    node.writer_commit_seconds
+        .observe(done.started.elapsed().as_secs_f64());
+    drop(cmds);
+    match applied {
+        Ok((results, commit)) => {
+            done.answers
+                .push((Some(commit), jobs.into_iter().zip(results).collect()));
+        }
+        Err(Failed::Unavailable(e)) => {
+            tracing::warn!(error = %e, size = jobs.len(), "database unavailable: batch answered UNAVAILABLE");
+            done.unavailable = true;
+            done.answers.push((None, refused(jobs)));
+        }
+        Err(Failed::Other(e)) if jobs.len() == 1 => {
+            tracing::error!(error = ?e, "write failed");
+            let failed = jobs
+                .into_iter()
+                .map(|job| (job, Err(DomainError::internal(anyhow::anyhow!("{e}")))))
+                .collect();
+            done.answers.push((None, failed));
+        }
+        Err(Failed::Other(e)) => {
+            tracing::warn!(error = %e, size = jobs.len(), "batch failed, retrying its commands one by one");
+            let mut jobs = jobs.into_iter();
+            while let Some(job) = jobs.next() {
+                match apply(store, &mut lane, &[&job.cmd], job.deadline).await {
+                    Ok((mut results, commit)) => {
+                        let result = results.pop().unwrap_or_else(|| {
+                            Err(DomainError::internal(anyhow::anyhow!("empty batch result")))
+                        });
+                        done.answers.push((Some(commit), vec![(job, result)]));
+                    }
+                    Err(Failed::Unavailable(e)) => {
+                        tracing::warn!(error = %e, "database unavailable during retries");
+                        done.unavailable = true;
+                        done.answers
+                            .push((None, refused(std::iter::once(job).chain(jobs))));
+                        break;
+                    }
+                    Err(Failed::Other(e)) => {
+                        tracing::error!(error = ?e, "write failed");
+                        done.answers
+                            .push((None, vec![(job, Err(DomainError::internal(e)))]));
+                    }
+                }
+            }
+        }
+    }
+    done.lane = lane;
+    done
 }
 
 /// What a batch's outcomes tell of the size of conversations, for the estimates of
 /// [`super::schedule`].
-fn learn(sizes: &mut Sizes, results: &[Result<Outcome, DomainError>]) {
-    for outcome in results.iter().flatten() {
+fn learn<'r>(
+    sizes: &mut Sizes,
+    results: impl IntoIterator<Item = &'r Result<Outcome, DomainError>>,
+) {
+    for outcome in results.into_iter().flatten() {
         match outcome {
             Outcome::Sent(sent) if !sent.duplicate => {
                 if let Some(m) = &sent.message {
@@ -415,9 +523,16 @@ fn learn(sizes: &mut Sizes, results: &[Result<Outcome, DomainError>]) {
 
 /// Answers each job `UNAVAILABLE`: none of them was applied.
 fn unavailable(jobs: impl IntoIterator<Item = Job>) {
-    for job in jobs {
-        let _ = job.reply.send(Err(DomainError::Unavailable));
+    for (job, refusal) in refused(jobs) {
+        let _ = job.reply.send(refusal);
     }
+}
+
+/// Each job with the answer `UNAVAILABLE`.
+fn refused(jobs: impl IntoIterator<Item = Job>) -> Vec<(Job, Result<Outcome, DomainError>)> {
+    jobs.into_iter()
+        .map(|job| (job, Err(DomainError::Unavailable)))
+        .collect()
 }
 
 /// Answers a command once its commit is durable; if the fsync failed the change is
@@ -872,12 +987,7 @@ mod tests {
             users.push(user);
         }
         let (bob, eve) = (users[400], users[401]);
-        let mut worker = Worker {
-            store: &store,
-            conn: None,
-            broken_until: None,
-            queue: Queue::default(),
-        };
+        let mut worker = Worker::new(1);
         // Four groups of 100, each with two senders.
         let mut groups = Vec::new();
         for g in 0..4 {
@@ -889,7 +999,7 @@ mod tests {
                 max_members: 256,
             });
             worker.queue.push(j);
-            worker.step().await;
+            worker.step(&store).await;
             match answer.await.unwrap().unwrap() {
                 Outcome::Conversation(c) => {
                     groups.push(crate::domain::ConversationId::parse(&c.conversation.id).unwrap())
@@ -921,13 +1031,13 @@ mod tests {
             }
         }
         let mut batches: Vec<(u32, Vec<Command>)> = Vec::new();
-        let mut run = |worker: &mut Worker<'_>| {
-            let (jobs, rows) = worker.queue.next_batch();
+        let mut run = |worker: &mut Worker| {
+            let (jobs, rows) = worker.queue.next_batch(&[]);
             batches.push((rows, jobs.iter().map(|j| j.cmd.clone()).collect()));
             jobs
         };
         let jobs = run(&mut worker);
-        worker.run_batch(jobs).await;
+        worker.run_batch(&store, jobs).await;
         // While that batch was written, Bob sends to Eve and Ada to Bob.
         let (j, bobs) = job(send(bob, eve));
         worker.queue.push(j);
@@ -935,7 +1045,7 @@ mod tests {
         worker.queue.push(j);
         while !worker.queue.is_empty() {
             let jobs = run(&mut worker);
-            worker.run_batch(jobs).await;
+            worker.run_batch(&store, jobs).await;
         }
 
         let posts = |cmds: &[Command]| {

@@ -73,6 +73,8 @@ pub struct Store {
     pg_writer: Option<sqlx::PgPool>,
     /// How many messaging writer workers to start (see [`Store::writer_workers`]).
     workers: usize,
+    /// Batches a worker may have in flight (see [`Store::writer_lanes`]).
+    lanes: usize,
     /// Reloads of retried sends that are to fail (tests of that path).
     failing_reloads: Arc<std::sync::atomic::AtomicU32>,
 }
@@ -191,15 +193,23 @@ impl Store {
         // another shard's open transaction holds, and the writers queue on each other's
         // commits (three quarters of their time was spent waiting for such a lock at 200
         // users x 1 in flight, see docs/benchmarks.md) while each commits a smaller batch.
-        // One writer takes everything queued into one transaction and waits for nobody's
-        // lock on this node; the write half of the connections is its connection (on a pool
-        // of its own) and the pool for the other writes (registration, devices, settings).
+        // One writer takes everything queued into its transactions and chooses what goes
+        // together: on PostgreSQL it keeps up to PG_WRITER_LANES batches in flight, each
+        // clear of the users and conversations the other holds (`messaging::schedule`), so
+        // they do not wait for each other's locks. The write half of the connections is its
+        // connections (on a pool of their own) and the pool for the other writes
+        // (registration, devices, settings).
         let workers = 1;
+        // Within the connections given: at least one is left for the other writes.
+        let lanes = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => PG_WRITER_LANES.min(write_max.saturating_sub(1) as usize).max(1),
+        };
         let pg_writer = match backend {
             Backend::Postgres => Some(
                 sqlx::postgres::PgPoolOptions::new()
                     .acquire_timeout(acquire_timeout)
-                    .max_connections(workers as u32)
+                    .max_connections((workers * lanes) as u32)
                     .connect_lazy_with(
                         sqlx::postgres::PgConnectOptions::from_str(&url)?
                             .log_statements(tracing::log::LevelFilter::Trace)
@@ -213,7 +223,7 @@ impl Store {
         };
         let other_writes = match backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => write_max.saturating_sub(workers as u32).max(1),
+            Backend::Postgres => write_max.saturating_sub((workers * lanes) as u32).max(1),
         };
         let write = pool_options()
             .max_connections(other_writes)
@@ -238,6 +248,7 @@ impl Store {
             durable,
             pg_writer,
             workers,
+            lanes,
             failing_reloads: Default::default(),
         };
         store.migrate().await?;
@@ -288,6 +299,13 @@ impl Store {
     /// not several on PostgreSQL).
     pub fn writer_workers(&self) -> usize {
         self.workers
+    }
+
+    /// How many batches a writer worker may have in flight at once, each on a connection
+    /// of its own: one on SQLite (one writer; its fsync already runs beside the next
+    /// batch), [`PG_WRITER_LANES`] on PostgreSQL (see `messaging::writer`).
+    pub fn writer_lanes(&self) -> usize {
+        self.lanes
     }
 
     /// Waits until every commit of the messaging writer begun so far is on disk (see
@@ -391,6 +409,11 @@ impl Store {
         }
     }
 }
+
+/// Batches the messaging writer keeps in flight on PostgreSQL, each on its own connection:
+/// while one waits for its statements or its commit, the other's run (a single batch kept
+/// one backend busy and the rest of the machine waiting for it; see docs/benchmarks.md).
+pub const PG_WRITER_LANES: usize = 2;
 
 /// How long a request waits for a pool connection unless told otherwise.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
