@@ -256,15 +256,16 @@ impl<T: Queued> Queue<T> {
         late
     }
 
-    /// The next batch, in the order its commands are to be applied (each user's in the
-    /// order they were enqueued), and its estimated rows; `beside` are the batches still in
-    /// flight, whose commands' users and locks the new batch keeps clear of (it may be
-    /// empty then).
+    /// [`Queue::next_batch_of`] of any size.
+    #[cfg(test)]
     pub fn next_batch(&mut self, beside: &[&Busy]) -> (Vec<T>, u32) {
         self.next_batch_of(beside, 0)
     }
 
-    /// [`Queue::next_batch`], or nothing if it would hold fewer than `at_least` commands.
+    /// The next batch, in the order its commands are to be applied (each user's in the
+    /// order they were enqueued), and its estimated rows; `beside` are the batches still in
+    /// flight, whose commands' users and locks the new batch keeps clear of (it may be
+    /// empty then). Nothing if it would hold fewer than `at_least` commands.
     pub fn next_batch_of(&mut self, beside: &[&Busy], at_least: usize) -> (Vec<T>, u32) {
         let held: Vec<bool> = self
             .waiting

@@ -50,9 +50,14 @@ use crate::store::{MessageRow, Store, StoreError, StoredMessage};
 /// many more in its channel: past both, [`Writer::enqueue`] waits (back-pressure).
 const QUEUED: usize = MAX_BATCH * 8;
 
-/// The fewest commands a batch formed beside another may hold: fewer wait for the other to
-/// finish and go in the next one (a batch has a cost of its own whatever its size).
+/// The fewest commands a batch formed beside another may hold, unless that one is overdue:
+/// fewer wait for it to finish and go in the next batch (a batch has a cost of its own
+/// whatever its size: two half batches cost more than one whole).
 const MIN_BESIDE: usize = 48;
+
+/// A batch in flight for this many times the recent batches' time is overdue (it waits
+/// for a lock another node holds, say): a batch beside it may then be of any size.
+const OVERDUE: u32 = 2;
 
 /// Commits that may wait for their fsync while the writer starts another (SQLite).
 const SYNC_BACKLOG: u64 = 2;
@@ -202,8 +207,8 @@ async fn worker(store: Store, rx: mpsc::Receiver<Job>, stop: watch::Receiver<boo
 async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
     let mut worker = Worker::new(store.writer_lanes());
     let mut running: FuturesOrdered<LocalBoxFuture<'_, Done>> = FuturesOrdered::new();
-    // What each batch in `running` holds, in the same order.
-    let mut holding: VecDeque<Busy> = VecDeque::new();
+    // What each batch in `running` holds and when it started, in the same order.
+    let mut holding: VecDeque<(Busy, Instant)> = VecDeque::new();
     let mut arrived = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     loop {
@@ -223,13 +228,17 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                 // SQLite's one writer: no more than a few commits waiting for their fsync.
                 store.sync_backlog_at_most(SYNC_BACKLOG).await;
             }
-            let beside: Vec<&Busy> = holding.iter().collect();
-            let Some((jobs, busy)) = worker.next_batch(&beside) else {
+            let beside: Vec<&Busy> = holding.iter().map(|(b, _)| b).collect();
+            let at_least = match holding.front() {
+                Some((_, started)) if Instant::now() < *started + worker.patience() => MIN_BESIDE,
+                _ => 0,
+            };
+            let Some((jobs, busy)) = worker.next_batch(&beside, at_least) else {
                 break;
             };
             let lane = worker.lanes.pop().unwrap_or_default();
             running.push_back(Box::pin(run_batch(store, lane, jobs)));
-            holding.push_back(busy);
+            holding.push_back((busy, Instant::now()));
         }
         if stopping && running.is_empty() && worker.queue.is_empty() {
             // Shutting down (or every sender gone): what was queued is applied.
@@ -240,6 +249,14 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
             continue;
         }
         let room = QUEUED.saturating_sub(worker.queue.len());
+        // Commands wait beside a batch in flight: they may go once it is overdue.
+        // (Once it is overdue, those still waiting wait for its users: for it to finish.)
+        let overdue = holding
+            .front()
+            .map(|(_, started)| *started + worker.patience())
+            .filter(|t| {
+                *t > Instant::now() && !worker.lanes.is_empty() && !worker.queue.is_empty()
+            });
         tokio::select! {
             Some(done) = running.next() => {
                 holding.pop_front();
@@ -255,6 +272,7 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                 stopping = true;
                 rx.close();
             }
+            _ = tokio::time::sleep_until(overdue.unwrap_or_else(Instant::now)), if overdue.is_some() => {}
         }
     }
 }
@@ -282,6 +300,8 @@ struct Worker {
     broken_until: Option<Instant>,
     /// The commands taken from the channel and not applied yet.
     queue: Queue<Job>,
+    /// How long the recent batches took (a moving average).
+    recent: Duration,
 }
 
 /// Why a batch was not applied.
@@ -311,7 +331,14 @@ impl Worker {
             lanes: (0..lanes.max(1)).map(|_| None).collect(),
             broken_until: None,
             queue: Queue::default(),
+            recent: Duration::from_millis(10),
         }
+    }
+
+    /// How long a batch in flight may take before the commands beside it go in a batch of
+    /// any size.
+    fn patience(&self) -> Duration {
+        self.recent * OVERDUE
     }
 
     fn queue_all(&mut self, arrived: &mut Vec<Job>) {
@@ -320,11 +347,10 @@ impl Worker {
         }
     }
 
-    /// The next batch to apply beside the batches in flight (`beside`), and what it holds;
-    /// `None` when nothing queued may go now. Commands whose deadline passed are answered
+    /// The next batch to apply beside the batches in flight (`beside`), of `at_least`
+    /// commands, and what it holds; `None` when nothing queued may go now. Commands whose deadline passed are answered
     /// `UNAVAILABLE` without being applied; so is everything while the breaker is open.
-    fn next_batch(&mut self, beside: &[&Busy]) -> Option<(Vec<Job>, Busy)> {
-        let at_least = if beside.is_empty() { 0 } else { MIN_BESIDE };
+    fn next_batch(&mut self, beside: &[&Busy], at_least: usize) -> Option<(Vec<Job>, Busy)> {
         loop {
             let now = Instant::now();
             unavailable(self.queue.take_expired(|j| j.deadline <= now));
@@ -345,6 +371,7 @@ impl Worker {
     /// commands are answered once their commit is durable.
     fn finish(&mut self, done: Done) {
         self.lanes.push(done.lane);
+        self.recent = (self.recent * 7 + done.started.elapsed()) / 8;
         if done.unavailable {
             self.broken_until = Some(Instant::now() + BREAKER);
         } else if done.answers.iter().any(|(commit, _)| commit.is_some()) {
@@ -372,7 +399,7 @@ impl Worker {
     /// Applies the next batch and answers it (tests: one batch at a time).
     #[cfg(test)]
     async fn step(&mut self, store: &Store) {
-        if let Some((jobs, _)) = self.next_batch(&[]) {
+        if let Some((jobs, _)) = self.next_batch(&[], 0) {
             self.run_batch(store, jobs).await;
         }
     }

@@ -203,7 +203,9 @@ impl Store {
         // Within the connections given: at least one is left for the other writes.
         let lanes = match backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => PG_WRITER_LANES.min(write_max.saturating_sub(1) as usize).max(1),
+            Backend::Postgres => PG_WRITER_LANES
+                .min(write_max.saturating_sub(1) as usize)
+                .max(1),
         };
         let pg_writer = match backend {
             Backend::Postgres => Some(

@@ -26,3 +26,4 @@ mod startup;
 mod sync;
 mod write_batches;
 mod write_conformance;
+mod write_lanes;
