@@ -13,6 +13,19 @@
 //! message writes a row per member), and small commands are not held up behind a group
 //! load, while each user's commands stay in their order.
 //!
+//! On PostgreSQL a worker keeps up to two batches in flight, each on a connection of its
+//! own ([`crate::store::PG_WRITER_LANES`]): one backend executing one batch at a time left
+//! the rest of the machine waiting for it (docs/benchmarks.md, "Two batches in flight").
+//! The second batch keeps clear of the users and conversations of the first (the
+//! scheduler's `Busy`): it never holds a command of a user the first is applying, so a
+//! user's commands still commit in their order even when the first batch fails and is
+//! retried command by command, and it takes nothing that would wait for the first's row
+//! locks. It is formed only when it holds at least [`MIN_BESIDE`] commands (two half
+//! batches cost more than one whole), or once the first is [`OVERDUE`] (waiting for a lock
+//! another node holds, say). Batches are answered in the order they started: a later
+//! batch that shares a group member with an earlier one committed after it, and its
+//! deliveries must not overtake the earlier one's in that member's feed.
+//!
 //! If a batch fails as a whole because of one of its commands (a constraint, a
 //! serialization conflict), each of its commands is retried alone, so one bad command
 //! cannot fail its neighbours. If it fails because the database cannot be reached, every
