@@ -331,7 +331,7 @@ enum Failed {
 struct Done {
     lane: Lane,
     /// The commands' answers, each group once its commit is durable (`None`: at once).
-    answers: Vec<(Option<Commit>, Vec<(Job, Result<Outcome, DomainError>)>)>,
+    answers: Vec<(Option<Commit>, Vec<Answered>)>,
     /// The database could not be reached.
     unavailable: bool,
     /// When the batch started.
@@ -568,8 +568,11 @@ fn unavailable(jobs: impl IntoIterator<Item = Job>) {
     }
 }
 
+/// A command and its answer.
+type Answered = (Job, Result<Outcome, DomainError>);
+
 /// Each job with the answer `UNAVAILABLE`.
-fn refused(jobs: impl IntoIterator<Item = Job>) -> Vec<(Job, Result<Outcome, DomainError>)> {
+fn refused(jobs: impl IntoIterator<Item = Job>) -> Vec<Answered> {
     jobs.into_iter()
         .map(|job| (job, Err(DomainError::Unavailable)))
         .collect()

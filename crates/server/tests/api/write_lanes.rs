@@ -31,6 +31,44 @@ async fn sent(ticket: Ticket) -> (i64, String) {
     }
 }
 
+/// A database with `names` as users, a writer on it, and the first message from the first
+/// user to the second (their conversation: the one the tests lock); `None` without
+/// PostgreSQL outside CI.
+async fn setup(names: &[&str]) -> Option<(TestDb, Store, Vec<UserId>, Writer, String)> {
+    let db = TestDb::create(Backend::Postgres).await?;
+    let store = Store::connect(&db.url, 16).await.unwrap();
+    assert_eq!(store.writer_lanes(), 2);
+    let mut users = Vec::new();
+    for name in names {
+        let id = UserId::new();
+        let email = Email::parse(&format!("{name}@example.com")).unwrap();
+        store
+            .create_user(id, &DisplayName::parse(name).unwrap(), &email, "hash", 0)
+            .await
+            .unwrap();
+        users.push(id);
+    }
+    let writer = Writer::start(store.clone(), 1, Duration::from_secs(60)).unwrap();
+    let first = writer
+        .enqueue(send(users[0], users[1], "first"))
+        .await
+        .unwrap();
+    let (_, conversation) = sent(first).await;
+    Some((db, store, users, writer, conversation))
+}
+
+/// Another transaction (another node's, say) holding `conversation`'s row.
+async fn hold(db: &TestDb, conversation: &str) -> PgConnection {
+    let mut other = PgConnection::connect(&db.url).await.unwrap();
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(conversation)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other
+}
+
 /// The messages `sender` has stored, seen by a connection of the test's own.
 async fn stored(conn: &mut PgConnection, sender: UserId) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender_id = $1")
@@ -54,36 +92,16 @@ async fn until_stored(conn: &mut PgConnection, sender: UserId, n: i64, what: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_batch_commits_while_the_first_waits_for_a_lock() {
-    let Some(db) = TestDb::create(Backend::Postgres).await else {
+    let Some((db, store, users, writer, ab)) =
+        setup(&["ada", "bob", "cy", "dee", "eve", "fay"]).await
+    else {
         return;
     };
-    let store = Store::connect(&db.url, 16).await.unwrap();
-    assert_eq!(store.writer_lanes(), 2);
-    let mut users = Vec::new();
-    for name in ["ada", "bob", "cy", "dee", "eve", "fay"] {
-        let id = UserId::new();
-        let email = Email::parse(&format!("{name}@example.com")).unwrap();
-        store
-            .create_user(id, &DisplayName::parse(name).unwrap(), &email, "hash", 0)
-            .await
-            .unwrap();
-        users.push(id);
-    }
     let [ada, bob, cy, dee, eve, fay] = users[..] else {
         unreachable!()
     };
-    let writer = Writer::start(store.clone(), 1, Duration::from_secs(60)).unwrap();
-    // Ada and Bob's conversation exists.
-    let (_, ab) = sent(writer.enqueue(send(ada, bob, "first")).await.unwrap()).await;
-
-    // Another transaction (another node's, say) holds their conversation's row.
-    let mut other = PgConnection::connect(&db.url).await.unwrap();
-    other.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(&ab)
-        .execute(&mut other)
-        .await
-        .unwrap();
+    // Another transaction holds Ada and Bob's conversation.
+    let mut other = hold(&db, &ab).await;
     let mut look = PgConnection::connect(&db.url).await.unwrap();
 
     // Ada's second message: its batch waits for that lock.
@@ -155,32 +173,13 @@ async fn a_second_batch_commits_while_the_first_waits_for_a_lock() {
 /// the first is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_keep_the_order_the_batches_started_in() {
-    let Some(db) = TestDb::create(Backend::Postgres).await else {
+    let Some((db, _store, users, writer, ab)) = setup(&["ada", "bob", "eve", "fay"]).await else {
         return;
     };
-    let store = Store::connect(&db.url, 16).await.unwrap();
-    let mut users = Vec::new();
-    for name in ["ada", "bob", "eve", "fay"] {
-        let id = UserId::new();
-        let email = Email::parse(&format!("{name}@example.com")).unwrap();
-        store
-            .create_user(id, &DisplayName::parse(name).unwrap(), &email, "hash", 0)
-            .await
-            .unwrap();
-        users.push(id);
-    }
     let [ada, bob, eve, fay] = users[..] else {
         unreachable!()
     };
-    let writer = Writer::start(store.clone(), 1, Duration::from_secs(60)).unwrap();
-    let (_, ab) = sent(writer.enqueue(send(ada, bob, "first")).await.unwrap()).await;
-    let mut other = PgConnection::connect(&db.url).await.unwrap();
-    other.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(&ab)
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = hold(&db, &ab).await;
     let mut look = PgConnection::connect(&db.url).await.unwrap();
     let ada_second = tokio::spawn(
         writer
