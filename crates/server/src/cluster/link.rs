@@ -101,6 +101,10 @@ struct Shared {
     /// Bumped whenever this node may have missed pub/sub messages and has them flowing
     /// again (Redis came back, or the adapter's buffer overflowed).
     resyncs: watch::Sender<u64>,
+    /// Tests: a channel the adapter adds while the watchdog restores the subscriptions,
+    /// between its reading the list and its marking the link up.
+    #[cfg(test)]
+    added_meanwhile: std::sync::Mutex<Option<(String, mpsc::Sender<ChanItem>)>>,
 }
 
 struct Inner {
@@ -141,6 +145,8 @@ impl Link {
             up: AtomicBool::new(false),
             stats: LinkStats::default(),
             resyncs,
+            #[cfg(test)]
+            added_meanwhile: Default::default(),
         });
         // Reconnect attempts 100 ms to 1 s apart; a cycle that gives up is started again by
         // the watchdog's next ping.
@@ -311,8 +317,23 @@ async fn watchdog(link: Weak<Inner>) {
         }
         match tokio::time::timeout(COMMAND_TIMEOUT, link.subscribe_all()).await {
             Ok(Ok(())) => {
-                let first = shared.stats.reconnects.inc() == 0;
+                #[cfg(test)]
+                if let Some((chan, tx)) = shared.added_meanwhile.lock().unwrap().take() {
+                    shared.handlers.write().unwrap().insert(chan, tx);
+                }
                 shared.up.store(true, Ordering::Release);
+                // A channel the adapter added after `subscribe_all` read the list, while
+                // the link was still down, was not subscribed by the adapter's call (it
+                // leaves that to this task) nor by the list: subscribe to the list again.
+                // Any channel added from here on sees the link up and subscribes itself.
+                if !matches!(
+                    tokio::time::timeout(COMMAND_TIMEOUT, link.subscribe_all()).await,
+                    Ok(Ok(()))
+                ) {
+                    shared.mark_down(&LinkError::Timeout);
+                    continue;
+                }
+                let first = shared.stats.reconnects.inc() == 0;
                 shared.stats.up.set(1);
                 if first {
                     tracing::info!("redis connected");
@@ -584,6 +605,32 @@ pub(crate) mod tests {
         assert!(delivered_within(&a, &mut stream, Duration::from_secs(10))
             .await
             .is_some());
+    }
+
+    /// A channel the adapter adds while the watchdog is restoring the subscriptions (after
+    /// it read the list, before it marked the link up) is subscribed too.
+    #[tokio::test]
+    async fn a_channel_added_while_the_subscriptions_are_restored_is_subscribed() {
+        let mut redis = PrivateRedis::start();
+        redis.stop();
+        let b_link = Link::open(&redis.url()).unwrap();
+        let b = PubSub::redis(b_link.clone());
+        // One channel before Redis returns (so the watchdog has a list to subscribe to),
+        // and one that arrives in the window.
+        let _early = b.subscribe("early".into(), 16).await.unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        *b_link.0.shared.added_meanwhile.lock().unwrap() = Some(("chan".into(), tx));
+        let mut stream = MessageStream::new(rx);
+        redis.restart();
+        wait_up(&b_link).await;
+        let a = PubSub::redis(Link::open(&redis.url()).unwrap());
+        wait_up(a.0.as_ref().unwrap()).await;
+        assert!(
+            delivered_within(&a, &mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "the channel added meanwhile was never subscribed"
+        );
     }
 
     /// Messages that do not fit the adapter's buffer are counted, and the gateway is told.
