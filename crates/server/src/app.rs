@@ -177,7 +177,7 @@ impl Application {
         if let Err(e) = gateway::register_with(&io, state.clone(), settings).await {
             return Err(StartError::Redis(e.to_string()));
         }
-        cluster::spawn_heartbeats(state.clone());
+        cluster::spawn_heartbeats(state.clone(), cluster.link.came_up());
         cluster::spawn_resync_hints(&io, cluster.link.resyncs());
         Application::serve_with(&config, state, io_layer).await
     }

@@ -101,6 +101,8 @@ struct Shared {
     /// Bumped whenever this node may have missed pub/sub messages and has them flowing
     /// again (Redis came back, or the adapter's buffer overflowed).
     resyncs: watch::Sender<u64>,
+    /// Bumped each time the link comes up (the first connection, every return of Redis).
+    came_up: watch::Sender<u64>,
     /// Tests: a channel the adapter adds while the watchdog restores the subscriptions,
     /// between its reading the list and its marking the link up.
     #[cfg(test)]
@@ -140,11 +142,13 @@ impl Link {
         let client = redis::Client::open(info.set_redis_settings(settings))?;
 
         let (resyncs, _) = watch::channel(0);
+        let (came_up, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             handlers: RwLock::new(HashMap::new()),
             up: AtomicBool::new(false),
             stats: LinkStats::default(),
             resyncs,
+            came_up,
             #[cfg(test)]
             added_meanwhile: Default::default(),
         });
@@ -190,6 +194,12 @@ impl Link {
     /// Changes each time this node may have missed pub/sub messages and is receiving again.
     pub fn resyncs(&self) -> watch::Receiver<u64> {
         self.0.shared.resyncs.subscribe()
+    }
+
+    /// Changes each time the link comes up: the first connection, every return of Redis
+    /// (the presence heartbeat beats at once then).
+    pub fn came_up(&self) -> watch::Receiver<u64> {
+        self.0.shared.came_up.subscribe()
     }
 
     /// Runs a command on the command connection: at once `Down` while Redis is known to be
@@ -341,6 +351,7 @@ async fn watchdog(link: Weak<Inner>) {
                     tracing::info!("redis reachable again: subscriptions restored");
                 }
                 shared.resyncs.send_modify(|n| *n += 1);
+                shared.came_up.send_modify(|n| *n += 1);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "redis: cannot restore subscriptions yet"),
             Err(_) => tracing::warn!("redis: restoring subscriptions timed out"),

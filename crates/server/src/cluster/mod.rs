@@ -161,31 +161,51 @@ impl Probe for Link {
     }
 }
 
-/// The presence heartbeat of this node: every `heartbeat_every`, keeps the node alive in
-/// Redis and announces "offline" for the users a dead node (or an outage) left behind.
-pub fn spawn_heartbeats(state: AppState) {
+/// The presence heartbeat of this node: every `heartbeat_every`, and at once whenever the
+/// Redis link comes up (`came_up`: the first connection, every return of Redis), keeps the
+/// node alive in Redis, writes its sockets back after Redis lost them, and announces
+/// "offline" for the users a dead node (or an outage) left behind.
+pub fn spawn_heartbeats(state: AppState, came_up: watch::Receiver<u64>) {
     let Some(every) = state.presence.heartbeat_every() else {
         return;
     };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            for user in state.presence.heartbeat().await {
-                match state
-                    .messaging
-                    .presence_changed(user, PresenceStatus::Offline)
-                    .await
-                {
-                    Ok(notes) => state.delivery.send(notes, Origin::Http).await,
-                    Err(e) => {
-                        tracing::warn!(error = ?e, "presence: cannot load the user's contacts")
-                    }
-                }
+    let presence = state.presence.clone();
+    tokio::spawn(heartbeats(presence, every, came_up, move |user| {
+        let state = state.clone();
+        async move {
+            match state
+                .messaging
+                .presence_changed(user, PresenceStatus::Offline)
+                .await
+            {
+                Ok(notes) => state.delivery.send(notes, Origin::Http).await,
+                Err(e) => tracing::warn!(error = ?e, "presence: cannot load the user's contacts"),
             }
         }
-    });
+    }));
+}
+
+/// [`spawn_heartbeats`]' loop: a heartbeat every `every` and one each time `came_up`
+/// changes (without it a node started during an outage, or a node after Redis returned,
+/// would be missing from Redis until its next tick); `gone` announces each user it reports.
+async fn heartbeats<F: std::future::Future<Output = ()>>(
+    presence: Arc<dyn Presence>,
+    every: Duration,
+    mut came_up: watch::Receiver<u64>,
+    gone: impl Fn(UserId) -> F,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = came_up.changed(), if watching => watching = changed.is_ok(),
+        }
+        for user in presence.heartbeat().await {
+            gone(user).await;
+        }
+    }
 }
 
 /// Each time this node may have missed cross-node events (Redis came back, or the
@@ -208,4 +228,41 @@ pub fn spawn_resync_hints<A: Adapter>(io: &SocketIo<A>, mut resyncs: watch::Rece
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::link::tests::{wait_up, PrivateRedis};
+
+    /// A node that started while Redis was down is written into Redis as soon as Redis is
+    /// there, not at its next heartbeat (here an hour away): its users are online for the
+    /// other nodes at once.
+    #[tokio::test]
+    async fn a_node_beats_as_soon_as_the_link_comes_up() {
+        let mut redis = PrivateRedis::start();
+        redis.stop();
+        let link = Link::open(&redis.url()).unwrap();
+        let prefix = format!("t{}:", uuid::Uuid::new_v4().simple());
+        let node = Arc::new(RedisPresence::new(link.clone(), &prefix));
+        let ada = UserId::new();
+        node.connect(ada).await; // Redis is down: counted on this node only
+        let presence: Arc<dyn Presence> = node.clone();
+        let every = Duration::from_secs(3600);
+        let beats = tokio::spawn(heartbeats(presence, every, link.came_up(), |_| async {}));
+        // Let the loop's first beat (at once) find Redis down.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        redis.restart();
+        let other_link = Link::open(&redis.url()).unwrap();
+        wait_up(&other_link).await;
+        let other = RedisPresence::new(other_link, &prefix);
+        for _ in 0..500 {
+            if other.online_among(&[ada]).await == [ada] {
+                beats.abort();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the node was not written into Redis when its link came up");
+    }
 }
