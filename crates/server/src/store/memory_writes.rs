@@ -58,27 +58,45 @@ struct MemoryTx<'c> {
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
 impl MemoryTx<'_> {
+    /// The rows of `sql` for every one of `ids`, [`CHUNK`] ids per statement: `sql(list)`
+    /// is the statement with `list` (the chunk's placeholders) where its `IN (…)` goes.
+    async fn rows_in<T>(
+        &mut self,
+        ids: &[String],
+        sql: impl Fn(&str) -> String,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = sql(&SQLITE.params(1, chunk.len()));
+            let mut q = sqlx::query_as::<_, T>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            rows.extend(q.fetch_all(&mut *self.tx).await?);
+        }
+        Ok(rows)
+    }
+
     async fn lock_users(
         &mut self,
         sorted: &[String],
     ) -> Result<BTreeMap<String, LockedUser>, StoreError> {
-        let mut locked = BTreeMap::new();
-        for chunk in sorted.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT c.user_id, c.seq, u.name, u.email FROM user_seqs c \
-                 JOIN users u ON u.id = c.user_id WHERE c.user_id IN ({}) \
-                 ORDER BY c.user_id",
-                SQLITE.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, (String, i64, String, String)>(&sql);
-            for u in chunk {
-                q = q.bind(u);
-            }
-            for (user, seq, name, email) in q.fetch_all(&mut *self.tx).await? {
-                locked.insert(user, LockedUser { seq, name, email });
-            }
-        }
-        Ok(locked)
+        let rows: Vec<(String, i64, String, String)> = self
+            .rows_in(sorted, |list| {
+                format!(
+                    "SELECT c.user_id, c.seq, u.name, u.email FROM user_seqs c \
+                     JOIN users u ON u.id = c.user_id WHERE c.user_id IN ({list}) \
+                     ORDER BY c.user_id"
+                )
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user, seq, name, email)| (user, LockedUser { seq, name, email }))
+            .collect())
     }
 
     async fn messages_by_client_ids(
@@ -126,21 +144,12 @@ impl WriteTx for MemoryTx<'_> {
         &mut self,
         ids: &[String],
     ) -> Result<HashMap<String, MessageState>, StoreError> {
-        let mut states = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id IN ({})",
-                SQLITE.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, MessageState>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for m in q.fetch_all(&mut *self.tx).await? {
-                states.insert(m.id.clone(), m);
-            }
-        }
-        Ok(states)
+        let states: Vec<MessageState> = self
+            .rows_in(ids, |list| {
+                format!("SELECT {STATE_AND_HISTORY_COLUMNS} FROM messages WHERE id IN ({list})")
+            })
+            .await?;
+        Ok(states.into_iter().map(|m| (m.id.clone(), m)).collect())
     }
 
     async fn lock_and_load(
@@ -164,18 +173,16 @@ impl WriteTx for MemoryTx<'_> {
         let mut found = HashMap::new();
         for table in [ReceiptTable::Read, ReceiptTable::Delivery] {
             let (name, column) = table.table_and_column();
-            for chunk in ids.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT message_id, user_id, {column} FROM {name} WHERE message_id IN ({})",
-                    SQLITE.params(1, chunk.len())
-                );
-                let mut q = sqlx::query_as::<_, (String, String, Millis)>(&sql);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                for (id, user, at) in q.fetch_all(&mut *self.tx).await? {
-                    found.insert((id, user, table), at);
-                }
+            let rows: Vec<(String, String, Millis)> = self
+                .rows_in(ids, |list| {
+                    format!(
+                        "SELECT message_id, user_id, {column} FROM {name} \
+                         WHERE message_id IN ({list})"
+                    )
+                })
+                .await?;
+            for (id, user, at) in rows {
+                found.insert((id, user, table), at);
             }
         }
         Ok(found)
@@ -208,36 +215,30 @@ impl WriteTx for MemoryTx<'_> {
         ids: &LockOrder,
     ) -> Result<HashMap<String, ConversationState>, StoreError> {
         let sorted = ids.ids();
-        let mut found = HashMap::new();
-        let mut members = Vec::new();
-        for chunk in sorted.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({}) ORDER BY id",
-                SQLITE.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, ConversationTuple>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for t in q.fetch_all(&mut *self.tx).await? {
+        let conversations: Vec<ConversationTuple> = self
+            .rows_in(sorted, |list| {
+                format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({list}) \
+                     ORDER BY id"
+                )
+            })
+            .await?;
+        let mut found: HashMap<String, ConversationState> = conversations
+            .into_iter()
+            .map(|t| {
                 let c = conversation_from(t);
-                found.insert(c.id.clone(), c);
-            }
-            let sql = format!(
-                "SELECT {MEMBER_COLUMNS} FROM conversation_members WHERE conversation_id IN ({})",
-                SQLITE.params(1, chunk.len())
-            );
-            let mut q = sqlx::query_as::<_, MemberTuple>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            members.extend(
-                q.fetch_all(&mut *self.tx)
-                    .await?
-                    .into_iter()
-                    .map(member_from),
-            );
-        }
+                (c.id.clone(), c)
+            })
+            .collect();
+        let members: Vec<MemberTuple> = self
+            .rows_in(sorted, |list| {
+                format!(
+                    "SELECT {MEMBER_COLUMNS} FROM conversation_members \
+                     WHERE conversation_id IN ({list})"
+                )
+            })
+            .await?;
+        let members: Vec<_> = members.into_iter().map(member_from).collect();
         attach_members(&mut found, members);
         Ok(found)
     }
