@@ -186,6 +186,8 @@ impl Sizes {
 pub struct Busy {
     users: HashSet<UserId>,
     conversations: HashSet<u128>,
+    /// It holds a large command (more than [`SMALL`] rows).
+    large: bool,
 }
 
 impl Busy {
@@ -200,8 +202,14 @@ impl Busy {
             if let Some(c) = sizes.conversation(cmd) {
                 busy.conversations.insert(c);
             }
+            busy.large |= sizes.cost(cmd) > SMALL;
         }
         busy
+    }
+
+    /// True when the batch holds a large command: beside it go only small ones.
+    pub fn is_large(&self) -> bool {
+        self.large
     }
 
     /// True when `cmd` must wait for this batch: its user is in it, or it would wait for
@@ -256,17 +264,24 @@ impl<T: Queued> Queue<T> {
         late
     }
 
-    /// [`Queue::next_batch_of`] of any size.
+    /// [`Queue::next_batch_of`] of any size and kind.
     #[cfg(test)]
     pub fn next_batch(&mut self, beside: &[&Busy]) -> (Vec<T>, u32) {
-        self.next_batch_of(beside, 0)
+        self.next_batch_of(beside, 0, false)
     }
 
     /// The next batch, in the order its commands are to be applied (each user's in the
     /// order they were enqueued), and its estimated rows; `beside` are the batches still in
     /// flight, whose commands' users and locks the new batch keeps clear of (it may be
-    /// empty then). Nothing if it would hold fewer than `at_least` commands.
-    pub fn next_batch_of(&mut self, beside: &[&Busy], at_least: usize) -> (Vec<T>, u32) {
+    /// empty then). Nothing if it would hold fewer than `at_least` commands. With
+    /// `only_small`, only small commands (beside a large batch: a 1:1 send queued behind a
+    /// group load goes at once on the other connection, not behind a second large batch).
+    pub fn next_batch_of(
+        &mut self,
+        beside: &[&Busy],
+        at_least: usize,
+        only_small: bool,
+    ) -> (Vec<T>, u32) {
         let held: Vec<bool> = self
             .waiting
             .iter()
@@ -279,21 +294,24 @@ impl<T: Queued> Queue<T> {
             .collect();
         // While large commands wait, every other batch is the small ones that may go.
         let any_large = costs.iter().zip(&held).any(|(c, h)| *c > SMALL && !h);
-        let smalls = if any_large && !self.small_only {
+        let smalls = if only_small || (any_large && !self.small_only) {
             self.choose(&costs, &held, true)
         } else {
             Vec::new()
         };
         let small_only = !smalls.is_empty();
-        let take = if small_only {
+        let take = if small_only || only_small {
             smalls
         } else {
             self.choose(&costs, &held, false)
         };
-        if take.len() < at_least {
+        if take.len() < at_least.max(1) {
             return (Vec::new(), 0);
         }
-        self.small_only = small_only;
+        // The main connection's turns alternate; a small batch beside a large one is no turn.
+        if !only_small {
+            self.small_only = small_only;
+        }
         let rows = take.iter().map(|i| costs[*i]).sum();
         // Removed from the back so the indices ahead stay valid; then put in order.
         let mut batch: Vec<T> = take
@@ -699,6 +717,29 @@ mod tests {
         );
     }
 
+    /// Beside a large batch only small commands go, however many large ones wait, and
+    /// the alternation of the main connection's batches is left as it was.
+    #[test]
+    fn beside_a_large_batch_only_small_commands_go() {
+        let mut queue: Queue<Command> = Queue::default();
+        let (g1, g2) = (ConversationId::new(), ConversationId::new());
+        queue.sizes.members(&g1.as_string(), 100);
+        queue.sizes.members(&g2.as_string(), 100);
+        let busy = Busy::of(&[post(UserId::new(), g1)], &queue.sizes);
+        assert!(busy.is_large());
+        assert!(!Busy::of(&[send(UserId::new(), UserId::new())], &queue.sizes).is_large());
+        let (ada, bob) = (UserId::new(), UserId::new());
+        queue.push(post(UserId::new(), g2));
+        queue.push(send(ada, bob));
+        queue.push(post(UserId::new(), g2));
+        let (beside, _) = queue.next_batch_of(&[&busy], 1, true);
+        assert_eq!(actors(&beside), [ada]);
+        // Nothing small left: nothing goes beside it.
+        assert!(queue.next_batch_of(&[&busy], 1, true).0.is_empty());
+        // Once it is done, the group messages go.
+        assert_eq!(queue.next_batch(&[]).0.len(), 2);
+    }
+
     /// A batch beside another is formed only when it would hold `at_least` commands; until
     /// then the queue keeps them.
     #[test]
@@ -708,10 +749,10 @@ mod tests {
         for _ in 0..3 {
             queue.push(send(UserId::new(), UserId::new()));
         }
-        assert!(queue.next_batch_of(&[&busy], 4).0.is_empty());
+        assert!(queue.next_batch_of(&[&busy], 4, false).0.is_empty());
         assert_eq!(queue.len(), 3);
         queue.push(send(UserId::new(), UserId::new()));
-        assert_eq!(queue.next_batch_of(&[&busy], 4).0.len(), 4);
+        assert_eq!(queue.next_batch_of(&[&busy], 4, false).0.len(), 4);
         assert!(queue.is_empty());
     }
 }

@@ -20,9 +20,12 @@
 //! scheduler's `Busy`): it never holds a command of a user the first is applying, so a
 //! user's commands still commit in their order even when the first batch fails and is
 //! retried command by command, and it takes nothing that would wait for the first's row
-//! locks. It is formed only when it holds at least [`MIN_BESIDE`] commands (two half
-//! batches cost more than one whole), or once the first is [`OVERDUE`] (waiting for a lock
-//! another node holds, say). Batches are answered in the order they started: a later
+//! locks. It holds only small commands: a large batch (group messages) runs alone, since a
+//! 1:1 send answered after it (see below) would otherwise wait for two of them. Beside a
+//! large batch the small commands go at once; beside a small one, only once there are at
+//! least [`MIN_BESIDE`] of them (two half batches cost more than one whole) or the first is
+//! [`OVERDUE`] (waiting for a lock another node holds, say). Batches are answered in the
+//! order they started: a later
 //! batch that shares a group member with an earlier one committed after it, and its
 //! deliveries must not overtake the earlier one's in that member's feed.
 //!
@@ -242,11 +245,18 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
                 store.sync_backlog_at_most(SYNC_BACKLOG).await;
             }
             let beside: Vec<&Busy> = holding.iter().map(|(b, _)| b).collect();
-            let at_least = match holding.front() {
-                Some((_, started)) if Instant::now() < *started + worker.patience() => MIN_BESIDE,
-                _ => 0,
+            // A large batch (group messages) runs alone: beside another, only small commands
+            // go. Beside a large batch they go at once; beside a small one, enough of them to
+            // be worth a batch, or any once it is overdue.
+            let (at_least, only_small) = match holding.front() {
+                None => (0, false),
+                Some((busy, _)) if busy.is_large() => (1, true),
+                Some((_, started)) if Instant::now() < *started + worker.patience() => {
+                    (MIN_BESIDE, true)
+                }
+                Some(_) => (1, true),
             };
-            let Some((jobs, busy)) = worker.next_batch(&beside, at_least) else {
+            let Some((jobs, busy)) = worker.next_batch(&beside, at_least, only_small) else {
                 break;
             };
             let lane = worker.lanes.pop().unwrap_or_default();
@@ -266,6 +276,7 @@ async fn work(store: &Store, mut rx: mpsc::Receiver<Job>, mut stop: watch::Recei
         // (Once it is overdue, those still waiting wait for its users: for it to finish.)
         let overdue = holding
             .front()
+            .filter(|(busy, _)| !busy.is_large())
             .map(|(_, started)| *started + worker.patience())
             .filter(|t| {
                 *t > Instant::now() && !worker.lanes.is_empty() && !worker.queue.is_empty()
@@ -363,11 +374,16 @@ impl Worker {
     /// The next batch to apply beside the batches in flight (`beside`), of `at_least`
     /// commands, and what it holds; `None` when nothing queued may go now. Commands whose deadline passed are answered
     /// `UNAVAILABLE` without being applied; so is everything while the breaker is open.
-    fn next_batch(&mut self, beside: &[&Busy], at_least: usize) -> Option<(Vec<Job>, Busy)> {
+    fn next_batch(
+        &mut self,
+        beside: &[&Busy],
+        at_least: usize,
+        only_small: bool,
+    ) -> Option<(Vec<Job>, Busy)> {
         loop {
             let now = Instant::now();
             unavailable(self.queue.take_expired(|j| j.deadline <= now));
-            let (jobs, _rows) = self.queue.next_batch_of(beside, at_least);
+            let (jobs, _rows) = self.queue.next_batch_of(beside, at_least, only_small);
             if jobs.is_empty() {
                 return None;
             }
@@ -412,7 +428,7 @@ impl Worker {
     /// Applies the next batch and answers it (tests: one batch at a time).
     #[cfg(test)]
     async fn step(&mut self, store: &Store) {
-        if let Some((jobs, _)) = self.next_batch(&[], 0) {
+        if let Some((jobs, _)) = self.next_batch(&[], 0, false) {
             self.run_batch(store, jobs).await;
         }
     }
