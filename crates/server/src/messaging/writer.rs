@@ -15,7 +15,8 @@
 //!
 //! On PostgreSQL a worker keeps up to two batches in flight, each on a connection of its
 //! own ([`crate::store::PG_WRITER_LANES`]): one backend executing one batch at a time left
-//! the rest of the machine waiting for it (docs/benchmarks.md, "Third pass: two batches in flight").
+//! the rest of the machine waiting for it (docs/benchmarks.md, "Third pass: two batches in
+//! flight").
 //! The second batch keeps clear of the users and conversations of the first (the
 //! scheduler's `Busy`): it never holds a command of a user the first is applying, so a
 //! user's commands still commit in their order even when the first batch fails and is
@@ -372,8 +373,9 @@ impl Worker {
     }
 
     /// The next batch to apply beside the batches in flight (`beside`), of `at_least`
-    /// commands, and what it holds; `None` when nothing queued may go now. Commands whose deadline passed are answered
-    /// `UNAVAILABLE` without being applied; so is everything while the breaker is open.
+    /// commands (only small ones with `only_small`), and what it holds; `None` when nothing
+    /// queued may go now. Commands whose deadline passed are answered `UNAVAILABLE` without
+    /// being applied; so is everything while the breaker is open.
     fn next_batch(
         &mut self,
         beside: &[&Busy],
